@@ -1,0 +1,76 @@
+# leadpipe: `make demo` to see it work, `make test` to check it. `make help` lists the rest.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LEADPIPE := $(VENV)/bin/leadpipe
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## create .venv and install leadpipe with its dev tools
+
+.PHONY: demo
+demo: $(STAMP) ## run the sample leads through the whole pipeline (embedded Redis + simulator)
+	$(LEADPIPE) demo
+
+.PHONY: services
+services: ## start local PostgreSQL and Redis for the tests (no Docker)
+	@scripts/services.sh start
+
+.PHONY: services-stop
+services-stop: ## stop the test PostgreSQL and Redis
+	@scripts/services.sh stop
+
+.PHONY: test
+test: $(STAMP) services ## run every test against real PostgreSQL and Redis
+	eval "$$(scripts/services.sh env)" && $(PY) -m pytest -q
+
+.PHONY: testcov
+testcov: $(STAMP) services ## tests with branch coverage
+	eval "$$(scripts/services.sh env)" && $(PY) -m coverage run -m pytest -q && $(PY) -m coverage report
+
+.PHONY: lint
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy pipeline db workers
+
+.PHONY: format
+format: $(STAMP) ## apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: migrate
+migrate: $(STAMP) ## apply the database migrations (LEADPIPE_DATABASE_URL or the SQLite default)
+	$(LEADPIPE) db upgrade
+
+.PHONY: worker
+worker: $(STAMP) ## run a worker on every queue (needs LEADPIPE_REDIS_URL or `make services`)
+	$(LEADPIPE) worker
+
+.PHONY: beat
+beat: $(STAMP) ## run celery beat (scheduled campaigns)
+	$(VENV)/bin/celery -A workers.app beat --loglevel INFO
+
+.PHONY: flower
+flower: $(STAMP) ## run Flower on 127.0.0.1:5555
+	$(VENV)/bin/celery -A workers.app flower --address=127.0.0.1 --port=5555
+
+.PHONY: simulator
+simulator: $(STAMP) ## run the offline provider simulator on 127.0.0.1:8011
+	$(LEADPIPE) simulator
+
+.PHONY: bench
+bench: $(STAMP) services ## benchmarks: print tables, write bench/results/*.json
+	eval "$$(scripts/services.sh env)" && $(PY) bench/run.py
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)

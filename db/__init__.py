@@ -1,0 +1,1 @@
+"""Persistence only: typed models, session helpers, queries, migrations. No business rules."""

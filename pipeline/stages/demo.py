@@ -1,0 +1,41 @@
+"""Demo: a personalised demo page, for high-value leads only."""
+
+from __future__ import annotations
+
+from db.enums import Stage, StageStatus
+from pipeline.deps import Deps
+from pipeline.gateway import call_model
+from pipeline.prompts import render
+from pipeline.stages._common import claim, finish
+
+
+def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
+    """Write a demo page when the lead's tier is one of ``deps.demo_tiers``; else skip."""
+    view = claim(deps, lead_id=lead_id, run_id=run_id, stage=Stage.DEMO)
+    if view is None:
+        return
+    if view.tier not in deps.demo_tiers:
+        finish(deps, view, Stage.DEMO, {"reason": f"tier {view.tier}"}, status=StageStatus.SKIPPED)
+        return
+    analysis = view.outputs.get(Stage.ANALYZE.value, {})
+    prompt = render("demo", lead=view.prompt_data(), analysis=_brief(analysis))
+    result = call_model(
+        deps, view.context(Stage.DEMO), prompt, deps.routing.chain(Stage.DEMO, view.tier)
+    )
+    outline = result.data.get("outline", [])
+    finish(
+        deps,
+        view,
+        Stage.DEMO,
+        {
+            "title": str(result.data.get("title", ""))[:300],
+            "outline": [str(x)[:300] for x in outline][:10] if isinstance(outline, list) else [],
+            "html": str(result.data.get("html", ""))[:50_000],
+            "model": result.route.ref,
+        },
+    )
+
+
+def _brief(analysis: dict[str, object]) -> dict[str, object]:
+    keys = ("summary", "products", "pain_points", "tech_signals")
+    return {k: analysis.get(k) for k in keys}

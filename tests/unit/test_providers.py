@@ -1,0 +1,115 @@
+import json
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from pipeline.errors import ProviderRejected, ProviderUnavailable
+from pipeline.models import LLMRequest
+from pipeline.providers import build_providers
+from pipeline.providers.anthropic import AnthropicMessages
+from pipeline.providers.openai_compat import OpenAICompatible
+from pipeline.settings import ProviderSettings
+
+REQUEST = LLMRequest(model="m", system="sys", user="hello", max_tokens=50)
+
+
+def _openai(handler: httpx.MockTransport) -> OpenAICompatible:
+    return OpenAICompatible(
+        name="openrouter",
+        base_url="https://llm.test/v1/",
+        api_key=SecretStr("sk-secret-key-123"),
+        http=httpx.Client(transport=handler),
+    )
+
+
+def test_openai_success_reads_usage_and_sends_key() -> None:
+    seen: dict[str, object] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen["auth"] = request.headers["authorization"]
+        seen["body"] = json.loads(request.content)
+        seen["url"] = str(request.url)
+        return httpx.Response(
+            200,
+            json={
+                "id": "x",
+                "model": "m",
+                "choices": [{"message": {"content": "{}"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 3},
+            },
+        )
+
+    resp = _openai(httpx.MockTransport(handler)).complete(REQUEST)
+    assert (resp.usage.input_tokens, resp.usage.output_tokens) == (12, 3)
+    assert seen["auth"] == "Bearer sk-secret-key-123"
+    assert seen["url"] == "https://llm.test/v1/chat/completions"
+    body = seen["body"]
+    assert isinstance(body, dict) and body["messages"][0] == {"role": "system", "content": "sys"}
+    assert not resp.simulated
+
+
+@pytest.mark.parametrize("code", [429, 500, 502, 503])
+def test_retryable_codes_are_transient(code: int) -> None:
+    transport = httpx.MockTransport(
+        lambda r: httpx.Response(code, headers={"retry-after": "3"}, json={})
+    )
+    with pytest.raises(ProviderUnavailable) as info:
+        _openai(transport).complete(REQUEST)
+    assert info.value.retry_after_s == 3.0
+
+
+@pytest.mark.parametrize("code", [400, 401, 404])
+def test_client_errors_are_permanent(code: int) -> None:
+    transport = httpx.MockTransport(
+        lambda r: httpx.Response(code, json={"error": {"message": "bad model"}})
+    )
+    with pytest.raises(ProviderRejected, match="bad model"):
+        _openai(transport).complete(REQUEST)
+
+
+def test_timeout_and_malformed_body_are_transient() -> None:
+    def timeout(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    with pytest.raises(ProviderUnavailable, match="timeout"):
+        _openai(httpx.MockTransport(timeout)).complete(REQUEST)
+    with pytest.raises(ProviderUnavailable, match="malformed"):
+        _openai(httpx.MockTransport(lambda r: httpx.Response(200, json={"x": 1}))).complete(REQUEST)
+
+
+def test_anthropic_messages_shape() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["x-api-key"] == "k"
+        assert json.loads(request.content)["system"] == "sys"
+        return httpx.Response(
+            200,
+            headers={"x-leadpipe-simulator": "1"},
+            json={
+                "id": "msg",
+                "model": "claude",
+                "content": [{"type": "text", "text": "hi"}],
+                "stop_reason": "max_tokens",
+                "usage": {"input_tokens": 7, "output_tokens": 2},
+            },
+        )
+
+    provider = AnthropicMessages(
+        name="anthropic",
+        base_url="https://a.test/v1",
+        api_key=SecretStr("k"),
+        http=httpx.Client(transport=httpx.MockTransport(handler)),
+    )
+    resp = provider.complete(REQUEST)
+    assert (resp.text, resp.finish_reason, resp.simulated) == ("hi", "length", True)
+
+
+def test_build_providers_uses_keys_then_simulator() -> None:
+    http = httpx.Client()
+    with_key = {"openai": ProviderSettings(api_key=SecretStr("k"))}
+    built = build_providers(with_key, simulator_url=None, http=http)
+    assert set(built) == {"openai"}
+    everything = build_providers(with_key, simulator_url="http://127.0.0.1:1/v1", http=http)
+    assert {"anthropic", "openrouter", "deepseek", "vllm"} <= set(everything)
+    assert isinstance(everything["anthropic"], AnthropicMessages)
+    http.close()

@@ -1,0 +1,1 @@
+"""Celery wiring only: app, queues, tasks, canvas, lifecycle, CLI."""

@@ -1,0 +1,30 @@
+"""Composition: one chain per lead, carrying the campaign priority (no logic beyond ordering)."""
+
+from __future__ import annotations
+
+from celery import chain
+from celery.canvas import Signature
+
+from workers.tasks import (
+    analyze_lead,
+    classify_lead,
+    demo_lead,
+    judge_lead,
+    personalize_lead,
+    score_lead,
+)
+
+STAGE_TASKS = (classify_lead, score_lead, analyze_lead, demo_lead, personalize_lead, judge_lead)
+
+
+def lead_chain(lead_id: int, run_id: str, priority: int) -> Signature[None]:
+    """classify -> score -> analyze -> demo -> personalize -> judge for one lead."""
+    return chain(
+        *(task.si(lead_id=lead_id, run_id=run_id).set(priority=priority) for task in STAGE_TASKS)
+    )
+
+
+def dispatch(leads: list[tuple[int, int]], run_id: str) -> None:
+    """Send one chain per ``(lead_id, priority)``."""
+    for lead_id, priority in leads:
+        lead_chain(lead_id, run_id, priority).apply_async()

@@ -1,0 +1,77 @@
+"""``leadpipe worker``, ``simulator``, ``db`` and ``demo``: starting the processes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from workers.queues import ALL_QUEUES
+
+db = typer.Typer(help="Database schema.", no_args_is_help=True)
+
+
+def worker(
+    queues: Annotated[str, typer.Option("-Q", "--queues")] = ",".join(ALL_QUEUES),
+    concurrency: Annotated[int | None, typer.Option("-c", "--concurrency")] = None,
+    pool: Annotated[str, typer.Option("-P", "--pool")] = "threads",
+    hostname: Annotated[str, typer.Option("-n", "--hostname")] = "leadpipe@%h",
+    loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO",
+) -> None:
+    """Run a Celery worker (threads pool: the stages wait on the network, not the CPU)."""
+    from pipeline.settings import get_settings
+    from workers.app import app
+
+    settings = get_settings()
+    argv = [
+        "worker",
+        "-Q",
+        queues,
+        "-P",
+        pool,
+        "-n",
+        hostname,
+        "-E",
+        "--loglevel",
+        loglevel,
+        "-c",
+        str(concurrency or settings.worker_concurrency),
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    app.worker_main(argv)
+
+
+def simulator(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8011,
+    latency_scale: Annotated[float, typer.Option(help="1.0 = realistic latencies")] = 1.0,
+    error_rate: Annotated[float, typer.Option(help="fraction of calls failing")] = 0.0,
+    seed: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Serve the offline provider SIMULATOR (OpenAI- and Anthropic-compatible, no real model)."""
+    from pipeline.simulator import SimulatorConfig, SimulatorServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = SimulatorConfig(latency_scale=latency_scale, error_rate=error_rate, seed=seed)
+    SimulatorServer(host=host, port=port, config=config).serve_forever()
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the migrations to the configured database."""
+    from workers.context import session_factory
+
+    session_factory(migrate=True)
+    typer.echo("database is at the latest revision")
+
+
+def demo(
+    leads: Annotated[str, typer.Option(help="lead file to run")] = "samples/leads.csv",
+    latency_scale: Annotated[float, typer.Option()] = 0.1,
+) -> None:
+    """Start Redis, the simulator, the sample sites and a worker; run the sample leads; stop."""
+    from workers.demo import run_demo
+
+    raise typer.Exit(run_demo(leads=leads, latency_scale=latency_scale))
