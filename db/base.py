@@ -17,7 +17,9 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-MONEY = Numeric(12, 6, asdecimal=True)
+# Twelve decimals: catalogue prices go down to fractions of a micro-dollar per token, and a
+# per-call cost rounded to six places would drift from the sum of what providers bill.
+MONEY = Numeric(24, 12, asdecimal=True)
 
 
 class Base(DeclarativeBase):

@@ -8,6 +8,7 @@ it is kept and normalised, never interpreted.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import unicodedata
@@ -34,14 +35,9 @@ from pipeline.lead_fields import (
 
 _SNIFF_CHARS: Final = 8192
 _DELIMITERS: Final = ",;\t"
-_EXTENSIONS: Final = {
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".txt": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-}
+_EXTENSIONS: Final = dict.fromkeys((".csv", ".tsv", ".txt"), "csv") | dict.fromkeys(
+    (".jsonl", ".ndjson", ".json"), "jsonl"
+)
 
 
 class LeadFormat(StrEnum):
@@ -57,7 +53,16 @@ class LeadFileError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class LeadRecord:
-    """One validated lead; ``row`` is the 1-based line where its row starts in the file."""
+    """One validated lead.
+
+    Attributes:
+        row: The 1-based line where the row starts (CSV header is line 1; JSONL line number).
+        website: ``scheme://host/path`` with "https://" added when missing; None if absent.
+        email: Lower-cased. employees/revenue_usd: see ``pipeline.lead_fields`` for the rules.
+        country: ISO alpha-2 when recognised, else the text as given.
+        raw: Every column of the original row (header -> cell text), unmapped ones included.
+        content_hash: SHA-256 of the identity (email, else company + website host).
+    """
 
     row: int
     company: str
@@ -317,11 +322,16 @@ def _validate(rows: list[_Row], rejects: list[Reject], fmt: LeadFormat) -> Parse
     return ParseResult(leads=leads, rejects=sorted(rejects, key=lambda r: r.row), format=fmt)
 
 
+@functools.lru_cache(maxsize=4096)
+def _field_of(name: str) -> tuple[str, int] | None:
+    return ALIAS_INDEX.get(normalise_header(name))
+
+
 def _pick_fields(pairs: list[tuple[str, str]]) -> dict[str, str]:
     """Canonical field -> stripped text, taking the most preferred non-empty column."""
     chosen: dict[str, tuple[int, str]] = {}
     for name, value in pairs:
-        mapped = ALIAS_INDEX.get(normalise_header(name))
+        mapped = _field_of(name)
         text = value.strip()
         if mapped is None or not text:
             continue

@@ -14,7 +14,7 @@ from db.models import Campaign, Email, Lead, LLMCall
 from pipeline.catalog import BASELINE_REF, Catalog
 from pipeline.models import Usage
 
-CENT = Decimal("0.000001")
+CENT = Decimal("0.000001")  # reports round to micro-dollars; the ledger keeps 12 places
 
 
 def _money(value: Decimal) -> str:

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.batches import batch_progress, create_batch, file_hash
 from pipeline.leads import LeadFileError, ParseResult, parse_lead_file
 from workers import cli_ops, cli_report
 from workers.context import session_factory
+from workers.progress import wait_for_batch
 
 app = typer.Typer(
     help="leadpipe: leads in, judged outreach emails out, inside a budget.",
@@ -33,7 +32,7 @@ for _command in (
 app.add_typer(cli_report.review, name="review")
 app.add_typer(cli_ops.db, name="db")
 err = Console(stderr=True)
-out = Console()
+out = Console(soft_wrap=True)
 
 
 def _parse_or_exit(path: Path) -> ParseResult:
@@ -109,32 +108,6 @@ def enqueue(
         out.print(f"batch {new.batch_id} enqueued")
     if wait:
         wait_for_batch(new.batch_id, quiet=as_json)
-
-
-def wait_for_batch(
-    batch_id: str, *, quiet: bool = False, timeout_s: float = 3600
-) -> dict[str, Any]:
-    """Poll the database until every lead of the batch is done; a rich bar unless quiet."""
-    factory = session_factory()
-    deadline = time.monotonic() + timeout_s
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err, disable=quiet, transient=False) as bar:
-        task = bar.add_task("leads", total=None, detail="")
-        while True:
-            with factory() as session:
-                progress = batch_progress(session, batch_id)
-            counts = progress["by_status"]
-            detail = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-            bar.update(task, total=progress["leads"], completed=progress["done"], detail=detail)
-            if progress["done"] >= progress["leads"] or time.monotonic() > deadline:
-                return progress
-            time.sleep(0.5)
 
 
 @app.command()

@@ -18,7 +18,7 @@ from pipeline.settings import get_settings
 from workers.context import session_factory
 
 review = typer.Typer(help="The human-review queue of held emails.", no_args_is_help=True)
-out = Console()
+out = Console(soft_wrap=True)
 
 
 def report_document(campaign: str | None) -> dict[str, Any]:

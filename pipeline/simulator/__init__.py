@@ -14,13 +14,11 @@ from pipeline.simulator.config import SimulatorConfig
 from pipeline.simulator.responses import (
     STAGES,
     detect_stage,
-    estimate_tokens,
     generate,
-    is_premium,
     parse_blocks,
     writes_generic,
 )
-from pipeline.simulator.server import SimulatorServer
+from pipeline.simulator.server import SimulatorServer, estimate_tokens
 
 __all__ = [
     "STAGES",
@@ -29,7 +27,6 @@ __all__ = [
     "detect_stage",
     "estimate_tokens",
     "generate",
-    "is_premium",
     "parse_blocks",
     "writes_generic",
 ]

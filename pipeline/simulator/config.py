@@ -1,13 +1,16 @@
-"""Live configuration of the provider simulator: latency and failure injection.
+"""Configuration of the provider simulator: live settings, labels, vocabularies and templates.
 
-A :class:`SimulatorConfig` is immutable; the server swaps in a new one when a test posts to
-``/_sim/config``, so a request always sees one consistent set of values.
+- :class:`SimulatorConfig`: latency and failure injection. It is immutable; the server swaps in
+  a new one when a test posts to ``/_sim/config``, so a request sees one consistent set of values.
+- Labels (``LABEL``, ``FINGERPRINT``, ``BANNER``) that mark every answer as simulated.
+- The fixed vocabularies and text templates the fake stage outputs are built from.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,6 +122,23 @@ def _integer(name: str, value: object) -> int:
     return int(number)
 
 
+LABEL = "leadpipe provider SIMULATOR"  # in every log line, error message and the banner
+FINGERPRINT = "leadpipe-simulator"
+MODELS = (
+    "claude-sonnet-4", "claude-3-5-haiku", "gpt-4o", "gpt-4o-mini", "deepseek-chat",
+    "qwen-2.5-72b-instruct", "qwen-2.5-coder-32b-instruct", "llama-3.1-8b-instruct",
+)  # fmt: skip
+BANNER = f"""{LABEL}
+
+This is an offline simulator of the OpenAI Chat Completions and Anthropic Messages APIs.
+No real model is called: outputs are synthetic, built from the request data, with simulated
+token counts, latency and failures.
+
+POST /v1/chat/completions   POST /v1/messages   GET /v1/models   GET /health
+GET|POST /_sim/config       GET /_sim/stats     POST /_sim/reset
+"""
+
+
 # ---------------------------------------------------------------------------------------------
 # Fixed vocabularies and text templates the fake outputs are built from. They steer behaviour
 # the way a model's weights would, so they live with the rest of the simulator's configuration.
@@ -157,6 +177,9 @@ INDUSTRY_FIT = {
     "software": 25, "finance": 22, "healthcare": 20, "logistics": 18, "manufacturing": 18,
     "marketing": 16, "retail": 13, "legal": 12, "education": 11, "hospitality": 10, "other": 6,
 }  # fmt: skip
+
+# (employees below, fit points of 35); 1,000 and more scores 35.
+SIZE_POINTS = ((10, 5), (50, 12), (200, 20), (1000, 28))
 
 # Short pain-point phrases per industry; the judge recognises any of them in a draft.
 PAINS: dict[str, tuple[str, ...]] = {
@@ -220,6 +243,19 @@ PRODUCT_NOUNS = (
     "Planner", "Tracker", "Engine", "Console", "Connect",
 )  # fmt: skip
 
+# The vocabularies above, compiled once.
+CAREERS_RE = re.compile(r"\b(careers?|jobs?|hiring|join our team|open (positions|roles))\b", re.I)
+TECH_RE = re.compile(rf"\b({'|'.join(map(re.escape, TECH_NAMES))})\b", re.I)
+PRODUCT_RE = re.compile(rf"\b[Oo]ur\s+((?:[A-Z][\w-]+\s+){{0,2}}(?:{'|'.join(PRODUCT_NOUNS)}))\b")
+NAMED_PRODUCT_RE = re.compile(rf"\b(?:[A-Z][\w-]+\s+){{1,2}}(?:{'|'.join(PRODUCT_NOUNS)})\b")
+SPAM_RE = re.compile(rf"(?<!\w)({'|'.join(map(re.escape, SPAM_WORDS))})(?!\w)", re.I)
+GREETING_RE = re.compile(r"\s*(hi|hello|dear|good (morning|afternoon))\b", re.I)
+SIGN_OFF_RE = re.compile(r"\b(regards|best|thanks|thank you|sincerely|cheers)\b", re.I)
+WORDS_RE = {
+    label: re.compile(rf"\b({'|'.join(map(re.escape, words))})s?\b", re.I)
+    for label, words in INDUSTRY_WORDS.items()
+}
+
 CONNECTORS = (
     "According to its website,", "The site also says:", "It further notes:",
     "Another page explains:", "The company states:", "Elsewhere on the site:",
@@ -274,7 +310,8 @@ the first few months, and our team supports you at every step of the way.
 
 I would love to learn more about your goals and share a few ideas that have worked well for \
 similar organisations. Even if the timing is not right, a short conversation could help you \
-benchmark your current approach.
+benchmark your current approach and spot a few quick wins for the rest of the year. Many of the \
+leaders we speak with say it was time well spent, whatever they decided afterwards.
 
 Would you be open to a 15-minute call next week? Let me know what time works best for you, and I \
 will send over an invitation.
@@ -282,16 +319,21 @@ will send over an invitation.
 Best regards,
 Jordan Reyes"""
 
-DEMO_CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;\
-color:#1f2933;background:#f7f9fb}header{background:#0b3d91;color:#fff;padding:48px 32px}header h1{margin:0 0 \
-8px;font-size:2rem}header p{margin:0;opacity:.85}main{max-width:880px;margin:0 auto;padding:32px}\
-section{background:#fff;border-radius:10px;box-shadow:0 1px 3px rgba(0,0,0,.08);padding:24px 28px;\
-margin-bottom:24px}h2{color:#0b3d91;font-size:1.3rem}table{width:100%;border-collapse:collapse}\
-th,td{text-align:left;padding:8px 10px;border-bottom:1px solid #e4e7eb}ol li{margin-bottom:6px}\
-.cta{display:inline-block;background:#0b3d91;color:#fff;padding:12px 22px;border-radius:6px;\
-text-decoration:none}footer{text-align:center;font-size:.8rem;color:#7b8794;padding:24px}"""
+DEMO_CSS = (
+    "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1f2933;"
+    "background:#f7f9fb}header{background:#0b3d91;color:#fff;padding:48px 32px}header h1{margin:"
+    "0 0 8px;font-size:2rem}header p{margin:0;opacity:.85}main{max-width:880px;margin:0 auto;"
+    "padding:32px}section{background:#fff;border-radius:10px;box-shadow:0 1px 3px rgba(0,0,0,.08"
+    ");padding:24px 28px;margin-bottom:24px}h2{color:#0b3d91;font-size:1.3rem}table{width:100%;"
+    "border-collapse:collapse}th,td{text-align:left;padding:8px 10px;border-bottom:1px solid #e4"
+    "e7eb}ol li{margin-bottom:6px}.cta{display:inline-block;background:#0b3d91;color:#fff;"
+    "padding:12px 22px;border-radius:6px;text-decoration:none}footer{text-align:center;"
+    "font-size:.8rem;color:#7b8794;padding:24px}"
+)
 
 # Paragraphs of every demo section; fields: company, product, pain, tech, industry, first.
+DEMO_SECTION = '<section id="s{n}"><h2>{heading}</h2>{paragraphs}</section>'
+DEMO_ROW = "<tr><td>{pain}</td><td>{before} h/week</td><td>{after} h/week</td></tr>"
 DEMO_PARAGRAPHS = (
     "For {company}, {pain} is more than an annoyance: it takes hours every week from the people "
     "who run {product}, and it makes planning harder for everyone downstream.",
@@ -299,6 +341,8 @@ DEMO_PARAGRAPHS = (
     "the {industry} team can judge the fit in minutes rather than weeks.",
     "Everything shown connects to {tech}, so nothing has to be replaced and the first results "
     "arrive before the end of the quarter.",
+    "{first} will see where the time goes today, which steps disappear, and how the team can "
+    "check the numbers for itself after a two-week pilot.",
 )
 
 DEMO_PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>\
@@ -310,9 +354,26 @@ Review the results with {first} after two weeks.</li></ol><a class="cta" href="#
 walkthrough</a></section></main><footer>Generated by the leadpipe provider simulator</footer>\
 </body></html>"""
 
+CLASSIFY_REASONING = (
+    "Industry keywords found in the lead record and website: {signals}, so the best match is "
+    "{label}. With {size} the account sits in the {segment} segment. Intent is {intent} because "
+    "{why}. Confidence reflects how clearly the keywords point to a single industry."
+)
+SCORE_RATIONALE = (
+    "{band} fit ({fit}/100): a {label} company ({size}/35 points for size), the contact is "
+    "{title} ({rank}), and the known stack ({stack}) shows how readily they adopt new tools."
+)
+
+ANALYSIS_OPENING = (
+    "{company} is {article} {segment} {industry} business{where}{size}. This summary draws on "
+    "{website} and the CRM record, for a rep preparing a first email."
+)
+ANALYSIS_PRODUCT = (
+    "{product} looks like a core offering; a first email can ask how the team behind {product} "
+    "copes with {pain}, a problem common for {industry} companies of this size."
+)
 ANALYSIS_CLOSING = (
-    "It appears to sell {products}. The likeliest problems we could solve are {pains}, all common "
-    "for {industry} teams of this size. Technology seen: {techs}. {careers}"
+    "The likeliest problems we could solve are {pains}. Technology seen: {techs}. {careers}"
 )
 
 GENERIC_REPLY = (

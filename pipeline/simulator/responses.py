@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,19 +25,7 @@ STAGES = ("classify", "score", "analyze", "demo", "personalize", "judge")
 _TASK_RE = re.compile(r"^[ \t]*leadpipe-task:[ \t]*([A-Za-z_]+)[ \t]*$", re.MULTILINE)
 _OPEN_RE = re.compile(r"<(lead_data|website_text|analysis|email_draft|classification)>\s*")
 _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
-_CAREERS_RE = re.compile(r"\b(careers?|jobs?|hiring|join our team|open (positions|roles))\b", re.I)
-_TECH_RE = re.compile(rf"\b({'|'.join(map(re.escape, t.TECH_NAMES))})\b", re.I)
-_PRODUCT_RE = re.compile(
-    rf"\b[Oo]ur\s+((?:[A-Z][\w-]+\s+){{0,2}}(?:{'|'.join(t.PRODUCT_NOUNS)}))\b"
-)
-_NAMED_PRODUCT_RE = re.compile(rf"\b(?:[A-Z][\w-]+\s+){{1,2}}(?:{'|'.join(t.PRODUCT_NOUNS)})\b")
-_SPAM_RE = re.compile(rf"(?<!\w)({'|'.join(map(re.escape, t.SPAM_WORDS))})(?!\w)", re.I)
-_WORDS_RE = {
-    label: re.compile(rf"\b({'|'.join(map(re.escape, words))})s?\b", re.I)
-    for label, words in t.INDUSTRY_WORDS.items()
-}
-_SUMMARY_SITE_CHARS = 7_000  # keeps analyze near 2,400 completion tokens for a rich site
-_TEXT_FIELDS = ("company", "website", "industry", "country", "title", "first_name", "notes")
+_SUMMARY_SITE_CHARS = 8_000  # keeps analyze under 2,400 completion tokens for a rich site
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,27 +45,25 @@ class Lead:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Lead:
         """Build a lead from a decoded ``<lead_data>`` object (unknown keys are ignored)."""
-        texts = [str(data.get(key) or "").strip() or None for key in _TEXT_FIELDS]
+
+        def text(key: str) -> str | None:
+            return str(data.get(key) or "").strip() or None
+
         stack = data.get("tech_stack")
-        items = stack.split(",") if isinstance(stack, str) else stack or []
-        tech = (
-            tuple(s for s in (str(i).strip() for i in items) if s)
-            if isinstance(items, list)
-            else ()
-        )
-        return cls(*texts, employees=_employees(data.get("employees")), tech_stack=tech)
-
-
-def estimate_tokens(text: str) -> int:
-    """Estimate the tokens of ``text`` as ``ceil(len(text) / 4)`` (no tokenizer offline)."""
-    return math.ceil(len(text) / 4)
+        items = stack.split(",") if isinstance(stack, str) else stack
+        tech = [str(i).strip() for i in items] if isinstance(items, list) else []
+        return cls(
+            company=text("company"), website=text("website"), industry=text("industry"),
+            country=text("country"), title=text("title"), first_name=text("first_name"),
+            notes=text("notes"), employees=_employees(data.get("employees")),
+            tech_stack=tuple(filter(None, tech)),
+        )  # fmt: skip
 
 
 def detect_stage(system: str) -> str | None:
-    """Return the stage named by a ``leadpipe-task: <stage>`` line, or None.
+    """Return the stage named by a ``leadpipe-task: <stage>`` line of the system prompt, or None.
 
-    Only the system prompt is searched: the user message carries third-party data, and a task
-    line hidden in a lead's notes must not switch the stage. An unknown stage counts as none.
+    Only the system prompt is searched, so a task line hidden in a lead's notes cannot switch it.
     """
     stages = (m.group(1).lower() for m in _TASK_RE.finditer(system))
     return next((stage for stage in stages if stage in STAGES), None)
@@ -86,9 +72,8 @@ def detect_stage(system: str) -> str | None:
 def parse_blocks(user: str) -> dict[str, Any]:
     """Return the tagged data blocks of a user message, keyed by tag (the first block wins).
 
-    JSON blocks are decoded with ``json.JSONDecoder.raw_decode``, so text inside a JSON string can
-    neither end the block nor open another one; a block that is not a JSON object becomes ``{}``.
-    ``<website_text>`` runs to the last ``</website_text>``.
+    JSON blocks are read with ``raw_decode``: text inside a JSON string can neither end the block
+    nor open another. A non-object block becomes ``{}``; ``<website_text>`` ends at its last close.
     """
     blocks: dict[str, Any] = {}
     decoder, pos = json.JSONDecoder(), 0
@@ -125,148 +110,130 @@ def generate(stage: str | None, model: str, system: str, user: str) -> str:
     blocks = parse_blocks(user)
     lead = Lead.from_json(blocks.get("lead_data", {}))
     site, analysis = str(blocks.get("website_text", "")), blocks.get("analysis", {})
-    if stage in ("classify", "analyze"):
-        out = classify(lead, site) if stage == "classify" else analyze(lead, site)
-    elif stage in ("demo", "personalize"):
-        out = demo(lead, analysis) if stage == "demo" else personalize(lead, analysis, model)
-    elif stage == "score":
-        out = score(lead, blocks.get("classification", {}))
-    else:
-        out = judge(lead, blocks.get("email_draft", {}), analysis)
-    return json.dumps(out, indent=2, ensure_ascii=False)
-
-
-def is_premium(model: str) -> bool:
-    """Return True when ``model`` is premium and always writes fully personalised emails."""
-    name = model.lower()
-    premium = any(marker in name for marker in t.PREMIUM_MARKERS)
-    return premium or ("gpt-4o" in name and "mini" not in name)
+    run: dict[str, Callable[[], dict[str, Any]]] = {
+        "classify": lambda: classify(lead, site), "analyze": lambda: analyze(lead, site),
+        "score": lambda: score(lead, blocks.get("classification", {})),
+        "demo": lambda: demo(lead, analysis),
+        "personalize": lambda: personalize(lead, analysis, model),
+        "judge": lambda: judge(lead, blocks.get("email_draft", {}), analysis),
+    }  # fmt: skip
+    return json.dumps(run[stage](), indent=2, ensure_ascii=False)
 
 
 def writes_generic(company: str | None, model: str) -> bool:
-    """Return True when a cheap ``model`` writes a generic email for ``company`` (~25 %)."""
-    return not is_premium(model) and _hash(company or "", model) % 100 < 25
+    """Return True when ``model`` writes a generic email for ``company``.
+
+    Premium models (names containing sonnet, opus, gpt-4o but not mini, gpt-4.1, gpt-5,
+    gemini-1.5-pro or large) never do; cheap ones do for a deterministic ~25 % of companies.
+    """
+    name = model.lower()
+    premium = any(m in name for m in t.PREMIUM_MARKERS) or ("gpt-4o" in name and "mini" not in name)
+    return not premium and _hash(company or "", model) % 100 < 25
 
 
 def classify(lead: Lead, site: str) -> dict[str, Any]:
     """Keyword classification: industry, intent, segment and a confidence from the margin."""
-    ranked, signals = _industry_scores(lead, site)
-    label, best = ranked[0] if ranked else ("other", 0)
+    label, ranked, signals = _industry(lead, site)
+    best = ranked[0][1] if ranked else 0
     margin = best - (ranked[1][1] if len(ranked) > 1 else 0)
-    segment, (intent, why) = _segment(lead.employees), _intent(lead)
+    (segment, _), (intent, why) = _size(lead.employees), _intent(lead)
     size = f"{lead.employees} employees" if lead.employees else "an unknown headcount"
+    confidence = min(0.97, 0.45 + 0.08 * best + 0.05 * margin) if best else 0.35
     return {
-        "industry": label,
-        "intent": intent,
-        "segment": segment,
-        "confidence": round(min(0.97, 0.45 + 0.08 * best + 0.05 * margin) if best else 0.35, 2),
-        "signals": signals[:6],
-        "reasoning": (
-            f"Industry keywords in the lead record and website: {', '.join(signals[:6]) or 'none'}"
-            f". With {size} the account sits in the {segment} segment; intent is {intent} "
-            f"because {why}."
+        "industry": label, "intent": intent, "segment": segment,
+        "confidence": round(confidence, 2), "signals": signals[:6],
+        "reasoning": t.CLASSIFY_REASONING.format(
+            signals=", ".join(signals[:6]) or "none", size=size, segment=segment, intent=intent,
+            why=why, label=label,
         ),
-    }
+    }  # fmt: skip
 
 
 def score(lead: Lead, classification: dict[str, Any]) -> dict[str, Any]:
     """Fit score from size, industry, title seniority and tech stack, with the points shown."""
-    label = str(classification.get("industry") or _label(lead, ""))
-    size, industry = _size_points(lead.employees), t.INDUSTRY_FIT.get(label, 6)
+    label = str(classification.get("industry") or _industry(lead, "")[0])
+    size, industry = _size(lead.employees)[1], t.INDUSTRY_FIT.get(label, 6)
     (seniority, rank), tech = _seniority(lead.title), min(15, 3 * len(lead.tech_stack))
     fit = max(0, min(100, size + industry + seniority + tech))
     band = "Strong" if fit >= 70 else "Moderate" if fit >= 45 else "Weak"
     stack = ", ".join(lead.tech_stack[:3]) or "none known"
     return {
         "fit_score": fit,
-        "rationale": (
-            f"{band} fit: a {label} company ({size}/35 for size), the contact is "
-            f"{lead.title or 'of unknown title'} ({rank}), and the stack ({stack}) shows how "
-            "readily they adopt new tools."
+        "rationale": t.SCORE_RATIONALE.format(
+            band=band, label=label, size=size, title=lead.title or "of unknown title", rank=rank,
+            stack=stack, fit=fit,
         ),
         "factors": {"size": size, "industry": industry, "seniority": seniority, "tech": tech},
-    }
+    }  # fmt: skip
 
 
 def analyze(lead: Lead, site: str) -> dict[str, Any]:
     """Website analysis; the summary is built from the site's own sentences and the CRM record."""
-    label = _label(lead, site)
+    label = _industry(lead, site)[0]
     products, pains, techs = _products(site, lead), _pains(label, site, lead), _techs(site, lead)
-    careers = bool(_CAREERS_RE.search(site))
-    where = f" based in {lead.country}" if lead.country else ""
-    size = f" with about {lead.employees} employees" if lead.employees else ""
-    segment = _segment(lead.employees).replace("_", "-")
-    paragraphs = [
-        f"{lead.company or 'The company'} is a {segment} {label} business{where}{size}. This "
-        f"summary draws on {lead.website or 'its website'} and the CRM record."
-    ]
-    sentences, chunk, used = split_sentences(site), [], 0
-    for i, sentence in enumerate(sentences):
-        chunk.append(f"{t.CONNECTORS[i % len(t.CONNECTORS)]} {sentence}")
-        used += len(chunk[-1])
-        if len(chunk) == 5 or used > _SUMMARY_SITE_CHARS or i == len(sentences) - 1:
-            paragraphs.append(" ".join(chunk))
-            chunk = []
-        if used > _SUMMARY_SITE_CHARS:
+    careers = bool(t.CAREERS_RE.search(site))
+    segment = _size(lead.employees)[0].replace("_", "-")
+    paragraphs = [t.ANALYSIS_OPENING.format(
+        company=lead.company or "The company", article="an" if segment[0] in "ae" else "a",
+        segment=segment, industry=label, website=lead.website or "its website",
+        where=f" based in {lead.country}" if lead.country else "",
+        size=f" with about {lead.employees} employees" if lead.employees else "",
+    )]  # fmt: skip
+    quoted: list[str] = []
+    for i, sentence in enumerate(_sentences(site)):
+        if sum(map(len, quoted)) > _SUMMARY_SITE_CHARS:
             break
-    hiring = "The site lists open roles, so the team is growing." if careers else ""
-    closing = t.ANALYSIS_CLOSING.format(
-        products=", ".join(products), pains=", ".join(pains), industry=label,
-        techs=", ".join(techs) or "none named", careers=hiring,
-    )  # fmt: skip
+        quoted.append(f"{t.CONNECTORS[i % len(t.CONNECTORS)]} {sentence}")
+    paragraphs += [" ".join(quoted[i : i + 5]) for i in range(0, len(quoted), 5)]
+    paragraphs += [
+        t.ANALYSIS_PRODUCT.format(product=product, pain=pains[i % len(pains)], industry=label)
+        for i, product in enumerate(products)
+    ]
+    paragraphs.append(t.ANALYSIS_CLOSING.format(
+        pains=", ".join(pains), techs=", ".join(techs) or "none named",
+        careers="The site lists open roles, so the team is growing." if careers else "",
+    ).strip())  # fmt: skip
     return {
-        "summary": "\n\n".join([*paragraphs, closing.strip()]),
-        "products": products,
-        "pain_points": pains,
-        "tech_signals": techs,
-        "has_career_page": careers,
+        "summary": "\n\n".join(paragraphs), "products": products, "pain_points": pains,
+        "tech_signals": techs, "has_career_page": careers,
         "has_enterprise_tech_stack": any(x.lower() in t.ENTERPRISE_TECH for x in techs),
-    }
+    }  # fmt: skip
 
 
 def demo(lead: Lead, analysis: dict[str, Any]) -> dict[str, Any]:
     """A personalised demo page: a title, an outline and a self-contained HTML document."""
-    label, company = _label(lead, ""), lead.company or "your team"
+    label, company = _industry(lead, "")[0], lead.company or "your team"
     product = (_strings(analysis.get("products")) or _products("", lead))[0]
     pains = _strings(analysis.get("pain_points")) or _pains(label, "", lead)
     tech = ", ".join((_strings(analysis.get("tech_signals")) or list(lead.tech_stack))[:3])
     tech = tech or "your existing tools"
     outline = [
-        f"Where {pains[0]} costs {company} time today",
-        f"A guided tour of {product}",
+        f"What {pains[0]} costs {company} today", f"A guided tour of {product}",
         *(f"Use case: fewer hours lost to {pain}" for pain in pains[1:3]),
-        f"Connecting to {tech}",
-        "Expected impact in the first 90 days",
-    ]
+        f"Connecting to {tech}", "Expected impact in the first 90 days",
+    ]  # fmt: skip
     title = f"{company}: a tailored walkthrough of {product}"
-    e = {
-        key: html.escape(value)
-        for key, value in (("company", company), ("product", product), ("tech", tech),
-                           ("industry", label), ("first", lead.first_name or "your team"))
-    }  # fmt: skip
+    esc = {"company": company, "product": product, "tech": tech, "industry": label,
+           "first": lead.first_name or "your team", "title": title}  # fmt: skip
+    esc = {key: html.escape(value) for key, value in esc.items()}
     sections = "".join(
-        f'<section id="s{i + 1}"><h2>{html.escape(heading)}</h2>'
-        + "".join(
-            f"<p>{p.format(**e, pain=html.escape(pains[(i + j) % len(pains)]))}</p>"
+        t.DEMO_SECTION.format(n=i + 1, heading=html.escape(heading), paragraphs="".join(
+            f"<p>{p.format(**esc, pain=html.escape(pains[(i + j) % len(pains)]))}</p>"
             for j, p in enumerate(t.DEMO_PARAGRAPHS)
-        )
-        + "</section>"
+        ))
         for i, heading in enumerate(outline)
-    )
+    )  # fmt: skip
     rows = "".join(
-        f"<tr><td>{html.escape(p)}</td><td>{8 + _hash(p, title) % 30} h/week</td>"
-        f"<td>{2 + _hash(title, p) % 6} h/week</td></tr>"
-        for p in pains
+        t.DEMO_ROW.format(pain=html.escape(p), before=8 + _hash(p, title) % 30, after=2 + i)
+        for i, p in enumerate(pains)
     )
-    page = t.DEMO_PAGE.format(
-        title=html.escape(title), css=t.DEMO_CSS, sections=sections, rows=rows, **e
-    )
+    page = t.DEMO_PAGE.format(css=t.DEMO_CSS, sections=sections, rows=rows, **esc)
     return {"title": title, "outline": outline, "html": page}
 
 
 def personalize(lead: Lead, analysis: dict[str, Any], model: str) -> dict[str, str]:
     """Outreach email; a cheap model writes a generic one for a deterministic ~25 % of leads."""
-    label = _label(lead, "")
+    label = _industry(lead, "")[0]
     industry = (lead.industry or (label if label != "other" else "growing")).lower()
     first = lead.first_name or "there"
     if writes_generic(lead.company, model):
@@ -274,8 +241,7 @@ def personalize(lead: Lead, analysis: dict[str, Any], model: str) -> dict[str, s
         return {"subject": t.GENERIC_SUBJECT, "body": body}
     products = _strings(analysis.get("products")) or _products("", lead)
     pains = _strings(analysis.get("pain_points")) or _pains(label, "", lead)
-    pick = _hash(lead.company, model)
-    stack = lead.tech_stack
+    pick, stack = _hash(lead.company, model), lead.tech_stack
     fields = {
         "first": first, "company": lead.company or "your company", "industry": industry,
         "product": products[pick % len(products)], "pain": pains[pick % len(pains)],
@@ -293,33 +259,37 @@ def judge(lead: Lead, draft: dict[str, Any], analysis: dict[str, Any]) -> dict[s
     """Score a draft against the lead: overall = .3 prof + .35 pers + .25 rel + .1 (1 - spam)."""
     subject, body = str(draft.get("subject") or ""), str(draft.get("body") or "")
     text = f"{subject}\n{body}"
-    checks = _draft_checks(lead, text, analysis)
-    allowed = {w.upper() for w in re.findall(r"\w+", f"{lead.company} {' '.join(lead.tech_stack)}")}
-    caps = [w for w in re.findall(r"\b[A-Z]{4,}\b", text) if w not in allowed]
-    spam = 0.05 + 0.12 * len(_SPAM_RE.findall(text)) + 0.1 * len(caps) + 0.2 * ("!!!" in text)
+    ok = _draft_checks(lead, text, analysis)
+    known = {w.upper() for w in re.findall(r"\w+", f"{lead.company} {' '.join(lead.tech_stack)}")}
+    caps = [w for w in re.findall(r"\b[A-Z]{4,}\b", text) if w not in known]
+    spam = 0.05 + 0.12 * len(t.SPAM_RE.findall(text)) + 0.1 * len(caps) + 0.2 * ("!!!" in text)
     spam = min(1.0, spam + 0.03 * max(0, text.count("!") - 1) + 0.2 * (len(text.split()) > 250))
-    greets = bool(re.match(r"\s*(hi|hello|dear|good)\b", body, re.I))
-    signs = bool(
-        re.search(r"\b(regards|best|thanks|thank you|sincerely|cheers)\b", body[-120:], re.I)
-    )
-    prof = (
-        0.8 + 0.05 * (greets + signs) + 0.1 * (60 <= len(body.split()) <= 250) - 0.8 * (spam - 0.05)
-    )
+    polite = bool(t.GREETING_RE.match(body)) + bool(t.SIGN_OFF_RE.search(body[-120:]))
+    prof = 0.8 + 0.05 * polite + 0.1 * (60 <= len(body.split()) <= 250) - 0.8 * (spam - 0.05)
     scores = {
         "professionalism": round(max(0.0, min(1.0, prof)), 3),
         "personalization": round(
-            0.2 + 0.3 * checks["company"] + 0.15 * checks["name"] + 0.35 * checks["pain"], 3
+            0.2 + 0.3 * ok["company"] + 0.15 * ok["name"] + 0.35 * ok["pain"], 3
         ),
-        "relevance": round(0.3 + 0.35 * checks["industry"] + 0.35 * checks["product"], 3),
+        "relevance": round(0.3 + 0.35 * ok["industry"] + 0.35 * ok["product"], 3),
         "spam_risk": round(spam, 3),
-    }
+    }  # fmt: skip
     overall = 0.3 * scores["professionalism"] + 0.35 * scores["personalization"]
     overall += 0.25 * scores["relevance"] + 0.1 * (1 - scores["spam_risk"])
-    return {**scores, "overall": round(overall, 3), "feedback": _feedback(lead, checks, spam)}
+    names = {"first": lead.first_name or "the contact", "company": lead.company or "the company"}
+    good = [t.FEEDBACK_GOOD[key].format(**names) for key in t.FEEDBACK_GOOD if ok[key]]
+    missing = [key for key in ("company", "pain", "product", "industry") if not ok[key]]
+    level = "high" if spam >= 0.5 else "moderate" if spam >= 0.2 else "low"
+    feedback = " ".join([
+        f"The draft {', '.join(good) or 'has no lead-specific detail'}.",
+        t.FEEDBACK_GENERIC.format(missing=", ".join(missing)) if missing else t.FEEDBACK_SPECIFIC,
+        t.FEEDBACK_SPAM.format(level=level),
+    ])  # fmt: skip
+    return {**scores, "overall": round(overall, 3), "feedback": feedback}
 
 
-def split_sentences(text: str) -> list[str]:
-    """Return the distinct, readable sentences of ``text`` in order (20 to 300 characters)."""
+def _sentences(text: str) -> list[str]:
+    # Distinct, readable sentences in order; menus and fragments are too short to quote.
     seen: set[str] = set()
     out: list[str] = []
     for raw in _SENTENCE_RE.split(" ".join(text.split())):
@@ -337,46 +307,32 @@ def _hash(*parts: object) -> int:
 
 
 def _employees(value: object) -> int | None:
-    # CRM exports say 450, "1,200", "51-200" or "10k"; a range counts as its upper end.
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
+    # CRM exports say 450, "1,200" or "51-200"; a range counts as its upper end.
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return int(value) if value >= 0 else None
-    numbers = re.findall(r"\d+(?:\.\d+)?k?", str(value).replace(",", "").lower())
-    counts = [float(n[:-1]) * 1000 if n.endswith("k") else float(n) for n in numbers]
-    return int(max(counts)) if counts else None
+    numbers = [int(n) for n in re.findall(r"\d+", str(value or "").replace(",", ""))]
+    return max(numbers) if numbers else None
 
 
-def _industry_scores(lead: Lead, site: str) -> tuple[list[tuple[str, int]], list[str]]:
+def _industry(lead: Lead, site: str) -> tuple[str, list[tuple[str, int]], list[str]]:
     # The industry field weighs most, then the company name; notes and site text add evidence.
     fields = ((lead.industry, 3), (lead.company, 2), (lead.notes, 1), (site, 1))
     scores: dict[str, int] = {}
     signals: list[str] = []
-    for label, pattern in _WORDS_RE.items():
+    for label, pattern in t.WORDS_RE.items():
         for text, weight in fields:
             if hits := {m.lower() for m in pattern.findall(text or "")}:
                 scores[label] = scores.get(label, 0) + weight * len(hits)
                 signals += sorted(hits - set(signals))
-    order = list(t.INDUSTRIES)
-    return sorted(scores.items(), key=lambda kv: (-kv[1], order.index(kv[0]))), signals
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], t.INDUSTRIES.index(kv[0])))
+    return (ranked[0][0] if ranked else "other"), ranked, signals
 
 
-def _label(lead: Lead, site: str) -> str:
-    ranked, _ = _industry_scores(lead, site)
-    return ranked[0][0] if ranked else "other"
-
-
-def _segment(employees: int | None) -> str:
-    if employees is None or employees < 200:
-        return "smb"
-    return "mid_market" if employees < 1000 else "enterprise"
-
-
-def _size_points(employees: int | None) -> int:
-    bands = ((10, 5), (50, 12), (200, 20), (1000, 28))
-    if employees is None:
-        return 10
-    return next((points for limit, points in bands if employees < limit), 35)
+def _size(employees: int | None) -> tuple[str, int]:
+    # (segment, fit points of 35); an unknown headcount scores like a small company.
+    n = -1 if employees is None else employees
+    segment = "enterprise" if n >= 1000 else "mid_market" if n >= 200 else "smb"
+    return segment, 10 if n < 0 else next((p for top, p in t.SIZE_POINTS if n < top), 35)
 
 
 def _intent(lead: Lead) -> tuple[str, str]:
@@ -398,24 +354,20 @@ def _seniority(title: str | None) -> tuple[int, str]:
 
 
 def _products(site: str, lead: Lead) -> list[str]:
-    found = dict.fromkeys(name.strip() for name in _PRODUCT_RE.findall(site))
+    found = dict.fromkeys(name.strip() for name in t.PRODUCT_RE.findall(site))
     return list(found)[:5] or [f"the {lead.company or 'core'} platform"]
 
 
 def _pains(label: str, site: str, lead: Lead) -> list[str]:
     # Pains whose words the site uses come first; the rest in a per-company order.
-    lowered = site.lower()
-
-    def rank(pain: str) -> tuple[int, int]:
-        shared = sum(word in lowered for word in pain.split() if len(word) > 4)
-        return -shared, _hash(lead.company, pain) % 97
-
-    return sorted(t.PAINS.get(label, t.PAINS["other"]), key=rank)[:3]
+    lowered, catalogue = site.lower(), t.PAINS.get(label, t.PAINS["other"])
+    shared = {p: sum(w in lowered for w in p.split() if len(w) > 4) for p in catalogue}
+    return sorted(catalogue, key=lambda p: (-shared[p], _hash(lead.company, p) % 97))[:3]
 
 
 def _techs(site: str, lead: Lead) -> list[str]:
     canonical = {name.lower(): name for name in t.TECH_NAMES}
-    found = [*lead.tech_stack, *(canonical[m.lower()] for m in _TECH_RE.findall(site))]
+    found = [*lead.tech_stack, *(canonical[m.lower()] for m in t.TECH_RE.findall(site))]
     first_spelling = {item.lower(): item for item in reversed(found)}
     return [first_spelling[key] for key in dict.fromkeys(i.lower() for i in found)][:8]
 
@@ -429,7 +381,7 @@ def _draft_checks(lead: Lead, text: str, analysis: dict[str, Any]) -> dict[str, 
     def mentions(terms: list[str]) -> bool:
         return any(term.lower() in text.lower() for term in terms if len(term) >= 2)
 
-    label = _label(lead, "")
+    label = _industry(lead, "")[0]
     pains = [p for group in t.PAINS.values() for p in group] + _strings(analysis.get("pain_points"))
     industry = re.findall(r"[a-z]{4,}", (lead.industry or "").lower())
     industry += [label, *t.INDUSTRY_WORDS.get(label, ())] if label != "other" else []
@@ -439,18 +391,6 @@ def _draft_checks(lead: Lead, text: str, analysis: dict[str, Any]) -> dict[str, 
         "company": not lead.company or mentions([lead.company]),
         "name": not lead.first_name or mentions([lead.first_name]),
         "pain": mentions(pains),
-        "industry": mentions(industry),
-        "product": mentions(products) or bool(_NAMED_PRODUCT_RE.search(text)),
+        "industry": (label == "other" and not lead.industry) or mentions(industry),
+        "product": mentions(products) or bool(t.NAMED_PRODUCT_RE.search(text)),
     }
-
-
-def _feedback(lead: Lead, checks: dict[str, bool], spam: float) -> str:
-    names = {"first": lead.first_name or "the contact", "company": lead.company or "the company"}
-    good = [t.FEEDBACK_GOOD[key].format(**names) for key in t.FEEDBACK_GOOD if checks[key]]
-    missing = [key for key in ("company", "pain", "product", "industry") if not checks[key]]
-    level = "high" if spam >= 0.5 else "moderate" if spam >= 0.2 else "low"
-    return " ".join([
-        f"The draft {', '.join(good) or 'has no lead-specific detail'}.",
-        t.FEEDBACK_GENERIC.format(missing=", ".join(missing)) if missing else t.FEEDBACK_SPECIFIC,
-        t.FEEDBACK_SPAM.format(level=level),
-    ])  # fmt: skip
