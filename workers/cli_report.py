@@ -18,7 +18,8 @@ from pipeline.settings import get_settings
 from workers.context import session_factory
 
 review = typer.Typer(help="The human-review queue of held emails.", no_args_is_help=True)
-out = Console(soft_wrap=True)
+# Wide enough for model names when the report goes to a file or a pipe.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 150)
 
 
 def report_document(campaign: str | None) -> dict[str, Any]:
