@@ -192,3 +192,18 @@ class QueueState(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     changed_by: Mapped[str | None] = mapped_column(String(100))
     changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Outcome(Base):
+    """What happened after sending: imported from the sending tool (replied, meeting booked)."""
+
+    __tablename__ = "outcomes"
+    __table_args__ = (UniqueConstraint("lead_id", "run_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    run_id: Mapped[str] = mapped_column(String(36))
+    replied: Mapped[bool] = mapped_column(default=False)
+    meeting: Mapped[bool] = mapped_column(default=False)
+    source: Mapped[str] = mapped_column(Text, default="")
+    imported_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -23,7 +23,8 @@ start() {
     [ "$(id -u)" = 0 ] && chown postgres "$DIR"
     as_pg "$PGBIN/initdb" -D "$DIR/pg" -U postgres -A trust >/dev/null
   fi
-  if ! as_pg "$PGBIN/pg_ctl" -D "$DIR/pg" status >/dev/null 2>&1; then
+  # Another checkout may already serve these ports: reuse it rather than fail.
+  if ! pg_isready -q -h 127.0.0.1 -p "$PGPORT" && ! as_pg "$PGBIN/pg_ctl" -D "$DIR/pg" status >/dev/null 2>&1; then
     as_pg "$PGBIN/pg_ctl" -D "$DIR/pg" -l "$DIR/pg.log" -w \
       -o "-p $PGPORT -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off" start >/dev/null
   fi
