@@ -33,9 +33,13 @@ class Price:
 
     def cost(self, usage: Usage) -> Decimal:
         """Exact cost of ``usage`` at this price."""
+        return self.cost_of_tokens(usage.input_tokens, usage.output_tokens)
+
+    def cost_of_tokens(self, input_tokens: int, output_tokens: int) -> Decimal:
+        """Exact cost of a number of input and output tokens at this price."""
         return (
-            Decimal(usage.input_tokens) * self.input_per_mtok
-            + Decimal(usage.output_tokens) * self.output_per_mtok
+            Decimal(input_tokens) * self.input_per_mtok
+            + Decimal(output_tokens) * self.output_per_mtok
         ) / MILLION
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from db.enums import LeadStatus, Stage, StageStatus
-from db.models import Lead, StageResult
+from db.models import Campaign, Lead, StageResult
 from pipeline.deps import Deps
 from pipeline.errors import LeadNotFound, TransientError
 from pipeline.gateway import CallContext
@@ -41,6 +42,9 @@ class LeadView:
     tech_stack: tuple[str, ...]
     notes: str | None
     tier: str | None
+    estimated_value: Decimal | None
+    strategy: str
+    content_hash: str
     outputs: dict[str, dict[str, Any]]
 
     def prompt_data(self) -> dict[str, Any]:
@@ -59,7 +63,7 @@ class LeadView:
 
     def context(self, stage: Stage, call_key: str = "main") -> CallContext:
         """The gateway context for a call made by ``stage`` for this lead."""
-        return CallContext(stage, self.id, self.run_id, self.campaign_id, call_key)
+        return CallContext(stage, self.id, self.run_id, self.campaign_id, call_key, self.tier)
 
 
 def claim(deps: Deps, *, lead_id: int, run_id: str, stage: Stage) -> LeadView | None:
@@ -89,12 +93,13 @@ def claim(deps: Deps, *, lead_id: int, run_id: str, stage: Stage) -> LeadView | 
             if lead.status == LeadStatus.QUEUED:
                 lead.status = LeadStatus.RUNNING
             outputs = {r.stage: dict(r.output) for r in rows if r.status in FINAL}
-            return _view(lead, run_id, outputs)
+            strategy = session.get_one(Campaign, lead.campaign_id).strategy
+            return _view(lead, run_id, outputs, strategy)
     except IntegrityError as exc:  # a duplicate delivery claimed the row a moment ago
         raise TransientError(f"{stage.value} for lead {lead_id} claimed concurrently") from exc
 
 
-def _view(lead: Lead, run_id: str, outputs: dict[str, dict[str, Any]]) -> LeadView:
+def _view(lead: Lead, run_id: str, outputs: dict[str, dict[str, Any]], strategy: str) -> LeadView:
     return LeadView(
         id=lead.id,
         campaign_id=lead.campaign_id,
@@ -110,6 +115,9 @@ def _view(lead: Lead, run_id: str, outputs: dict[str, dict[str, Any]]) -> LeadVi
         tech_stack=tuple(lead.tech_stack or ()),
         notes=lead.notes,
         tier=lead.tier,
+        estimated_value=lead.estimated_value_usd,
+        strategy=strategy,
+        content_hash=lead.content_hash,
         outputs=outputs,
     )
 

@@ -8,6 +8,7 @@ from db.enums import Stage
 from pipeline.deps import Deps
 from pipeline.errors import FetchRefused
 from pipeline.gateway import call_model
+from pipeline.policy import route_request
 from pipeline.prompts import render
 from pipeline.stages._common import LeadView, claim, finish
 from pipeline.web import fetch_site
@@ -26,9 +27,8 @@ def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
         finish(deps, view, Stage.ANALYZE, output)
         return
     prompt = render("analyze", lead=view.prompt_data(), website_text=text)
-    result = call_model(
-        deps, view.context(Stage.ANALYZE), prompt, deps.routing.chain(Stage.ANALYZE, view.tier)
-    )
+    chain = deps.routing.route(Stage.ANALYZE, route_request(deps, view, Stage.ANALYZE, prompt))
+    result = call_model(deps, view.context(Stage.ANALYZE), prompt, chain)
     output = parse_analysis(result.data)
     output.update(source="llm", model=result.route.ref, pages=pages, fetch_error=fetch_error)
     finish(deps, view, Stage.ANALYZE, output)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from db.enums import Stage
+from pipeline.classifier import CONFIDENT, classify_by_rules
 from pipeline.deps import Deps
 from pipeline.gateway import call_model
+from pipeline.policy import route_request
 from pipeline.prompts import render
 from pipeline.stages._common import claim, finish
 
@@ -30,17 +32,32 @@ SEGMENTS = frozenset({"smb", "mid_market", "enterprise"})
 
 
 def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
-    """Classify one lead with the model the routing table names."""
+    """Classify one lead: keyword rules when confident (seed 001), a cheap model otherwise."""
     view = claim(deps, lead_id=lead_id, run_id=run_id, stage=Stage.CLASSIFY)
     if view is None:
         return
-    prompt = render("classify", lead=view.prompt_data())
-    result = call_model(
-        deps, view.context(Stage.CLASSIFY), prompt, deps.routing.chain(Stage.CLASSIFY, None)
+    rules = classify_by_rules(
+        industry_hint=view.industry,
+        company=view.company,
+        notes=view.notes,
+        title=view.title,
+        employees=view.employees,
     )
-    output = parse_classification(result.data)
-    output["source"] = "llm"
-    output["model"] = result.route.ref
+    if rules.confidence >= CONFIDENT:
+        output: dict[str, Any] = {
+            "industry": rules.industry,
+            "intent": rules.intent,
+            "segment": rules.segment,
+            "confidence": rules.confidence,
+            "source": "rules",
+        }
+    else:
+        prompt = render("classify", lead=view.prompt_data())
+        request = route_request(deps, view, Stage.CLASSIFY, prompt)
+        chain = deps.routing.route(Stage.CLASSIFY, request)
+        result = call_model(deps, view.context(Stage.CLASSIFY), prompt, chain)
+        output = parse_classification(result.data)
+        output.update(source="llm", model=result.route.ref, rules_confidence=rules.confidence)
     finish(
         deps,
         view,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from db.enums import Stage, StageStatus
 from pipeline.deps import Deps
 from pipeline.gateway import call_model
+from pipeline.policy import route_request
 from pipeline.prompts import render
 from pipeline.stages._common import claim, finish
 
@@ -19,9 +20,8 @@ def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
         return
     analysis = view.outputs.get(Stage.ANALYZE.value, {})
     prompt = render("demo", lead=view.prompt_data(), analysis=_brief(analysis))
-    result = call_model(
-        deps, view.context(Stage.DEMO), prompt, deps.routing.chain(Stage.DEMO, view.tier)
-    )
+    chain = deps.routing.route(Stage.DEMO, route_request(deps, view, Stage.DEMO, prompt))
+    result = call_model(deps, view.context(Stage.DEMO), prompt, chain)
     outline = result.data.get("outline", [])
     finish(
         deps,

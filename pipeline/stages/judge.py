@@ -1,19 +1,24 @@
-"""Judge: score the draft against the quality gate; below it, hold for human review."""
+"""Judge: score every candidate, keep the best, gate it (seed 000); escalate once, then hold.
+
+Cheap judge first, strongest judge only where it decides something (FrugalGPT-style cascade): a
+score within ``borderline_margin`` of the gate is checked again on the top rung of the judge
+ladder. A best candidate below its gate gets ONE escalation (a draft from the next stronger
+model, judged again); below the gate after that, the email is held for human review.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
-
-from db.enums import EmailStatus, LeadStatus, Stage, StageStatus
-from db.models import Email, Lead, LLMCall, ReviewItem, StageResult
+from db.enums import Stage
 from pipeline.deps import Deps
 from pipeline.gateway import call_model
+from pipeline.policy import route_request
 from pipeline.prompts import render
+from pipeline.routing import RouteRequest
 from pipeline.stages._common import LeadView, claim
+from pipeline.stages.judge_record import record_verdict
+from pipeline.stages.personalize import draft_with_model, prompt_for
 
 # Seed 000 quality gates per personalisation level.
 GATES = {"template-only": 0.0, "minimal": 0.65, "standard": 0.75, "enhanced": 0.85}
@@ -21,23 +26,67 @@ METRICS = ("professionalism", "personalization", "relevance", "spam_risk")
 
 
 def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
-    """Judge the drafted email and approve it or hold it for review."""
+    """Judge the candidates and approve the best one or hold it for review."""
     view = claim(deps, lead_id=lead_id, run_id=run_id, stage=Stage.JUDGE)
     if view is None:
         return
-    draft = view.outputs[Stage.PERSONALIZE.value]
+    drafted = view.outputs[Stage.PERSONALIZE.value]
+    gate = GATES.get(str(drafted.get("level")), 0.75)
+    scored = [
+        (judge_candidate(deps, view, cand, key=f"judge{i}", gate=gate), cand)
+        for i, cand in enumerate(drafted["candidates"])
+    ]
+    verdict, best = max(scored, key=lambda pair: pair[0]["overall"])
+    escalated = None
+    if verdict["overall"] < gate:
+        escalated = _escalate(deps, view, best)
+        esc_verdict = judge_candidate(deps, view, escalated, key="judge-escalation", gate=gate)
+        if esc_verdict["overall"] > verdict["overall"]:
+            verdict, best = esc_verdict, escalated
+    verdict.update(
+        gate=gate,
+        passed=verdict["overall"] >= gate,
+        escalated=escalated is not None,
+        candidates=[{"model": c["model"], "overall": v["overall"]} for v, c in scored],
+    )
+    record_verdict(deps, view, drafted, best, verdict)
+
+
+def judge_candidate(
+    deps: Deps, view: LeadView, candidate: dict[str, Any], *, key: str, gate: float
+) -> dict[str, Any]:
+    """One verdict for one candidate; borderline scores are re-checked by the top judge."""
     prompt = render(
         "judge",
         lead=view.prompt_data(),
-        draft={"subject": draft["subject"], "body": draft["body"]},
+        draft={"subject": candidate["subject"], "body": candidate["body"]},
     )
-    result = call_model(
-        deps, view.context(Stage.JUDGE), prompt, deps.routing.chain(Stage.JUDGE, view.tier)
-    )
+    chain = deps.routing.route(Stage.JUDGE, route_request(deps, view, Stage.JUDGE, prompt))
+    result = call_model(deps, view.context(Stage.JUDGE, key), prompt, chain)
     verdict = parse_verdict(result.data)
-    gate = GATES.get(str(draft.get("level", "standard")), 0.75)
-    verdict.update(gate=gate, passed=verdict["overall"] >= gate, model=result.route.ref)
-    _record(deps, view, draft, verdict)
+    verdict["judge"] = result.route.ref
+    top = deps.routing.top_rung(Stage.JUDGE)
+    if (
+        gate
+        and abs(verdict["overall"] - gate) < deps.policy.borderline_margin
+        and (deps.routing.rung(Stage.JUDGE, result.route.ref) < top)
+    ):
+        strong = deps.routing.route(Stage.JUDGE, RouteRequest(tier=view.tier, min_rung=top))
+        check = call_model(deps, view.context(Stage.JUDGE, f"{key}-verify"), prompt, strong)
+        verdict = parse_verdict(check.data)
+        verdict.update(judge=check.route.ref, verified=True)
+    return verdict
+
+
+def _escalate(deps: Deps, view: LeadView, best: dict[str, Any]) -> dict[str, Any]:
+    """A new draft from the next stronger model than the one that wrote ``best``."""
+    rung = deps.routing.rung(Stage.PERSONALIZE, best["model"])
+    start = deps.routing.route(Stage.PERSONALIZE, RouteRequest(tier=view.tier))[0].ref
+    floor = max(rung, deps.routing.rung(Stage.PERSONALIZE, start) - 1) + 1
+    floor = min(floor, deps.routing.top_rung(Stage.PERSONALIZE))
+    return draft_with_model(
+        deps, view, prompt_for(view, best), index=0, min_rung=floor, call_key="escalation"
+    )
 
 
 def parse_verdict(data: dict[str, Any]) -> dict[str, Any]:
@@ -57,47 +106,3 @@ def parse_verdict(data: dict[str, Any]) -> dict[str, Any]:
             out["overall"] = round(0.3 * p + 0.35 * z + 0.25 * r + 0.1 * (1 - s), 3)
     out["feedback"] = str(data.get("feedback", ""))[:2000]
     return out
-
-
-def _record(deps: Deps, view: LeadView, draft: dict[str, Any], verdict: dict[str, Any]) -> None:
-    """Email, review item, stage result and lead status in one transaction (idempotent)."""
-    quality = Decimal(str(verdict["overall"]))
-    status = EmailStatus.APPROVED if verdict["passed"] else EmailStatus.HELD
-    with deps.session_scope() as session:
-        email = Email(
-            lead_id=view.id,
-            run_id=view.run_id,
-            subject=draft["subject"],
-            body=draft["body"],
-            template=str(draft.get("template", "")),
-            variant=str(draft.get("variant", "A")),
-            level=str(draft.get("level", "")),
-            model=str(draft.get("model", "")),
-            quality=quality,
-            status=status,
-        )
-        session.add(email)
-        session.flush()
-        if status is EmailStatus.HELD:
-            reason = f"quality {verdict['overall']:.2f} below gate {verdict['gate']:.2f}"
-            session.add(ReviewItem(email_id=email.id, lead_id=view.id, reason=reason))
-        session.execute(
-            update(LLMCall)
-            .where(
-                LLMCall.lead_id == view.id,
-                LLMCall.run_id == view.run_id,
-                LLMCall.stage == Stage.PERSONALIZE.value,
-            )
-            .values(quality_score=quality)
-        )
-        row = session.scalars(
-            select(StageResult).where(
-                StageResult.lead_id == view.id,
-                StageResult.run_id == view.run_id,
-                StageResult.stage == Stage.JUDGE.value,
-            )
-        ).one()
-        row.status, row.output = StageStatus.DONE, verdict
-        row.finished_at = dt.datetime.now(dt.UTC)
-        lead = session.get_one(Lead, view.id)
-        lead.status = LeadStatus.COMPLETED if verdict["passed"] else LeadStatus.HELD

@@ -1,4 +1,10 @@
-"""Personalize: the outreach email draft."""
+"""Personalize: template first, a model only where the lead's level pays for it (seed 000).
+
+Levels: ``template-only`` (no model; when the budget is gone), ``minimal`` (smb: a cheap model
+polishes the template), ``standard`` (mid-market) and ``enhanced`` (enterprise). Mid-market and
+enterprise leads get a council of candidates (seed 003: 2 and 3), the template among them; the
+judge keeps the best. Budget throttle level 2 shrinks every council to one candidate.
+"""
 
 from __future__ import annotations
 
@@ -6,33 +12,122 @@ from typing import Any
 
 from db.enums import Stage, Tier
 from pipeline.deps import Deps
+from pipeline.emails import EmailFacts, render_email, template_name, variant_for
 from pipeline.errors import InvalidLLMOutput
 from pipeline.gateway import call_model
+from pipeline.models import Prompt
+from pipeline.policy import route_request, throttle_level
 from pipeline.prompts import render
-from pipeline.stages._common import claim, finish
+from pipeline.stages._common import LeadView, claim, finish
+from pipeline.value import COUNCIL_SIZE
 
-# Personalisation level per tier (seed 000): the level sets the judge's quality gate.
 LEVEL_FOR_TIER = {Tier.SMB: "minimal", Tier.MID_MARKET: "standard", Tier.ENTERPRISE: "enhanced"}
 
 
 def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
-    """Draft the email from the lead and its website analysis."""
+    """Draft the email candidates for one lead."""
     view = claim(deps, lead_id=lead_id, run_id=run_id, stage=Stage.PERSONALIZE)
     if view is None:
         return
-    analysis = view.outputs.get(Stage.ANALYZE.value, {})
-    brief = {k: analysis.get(k) for k in ("summary", "products", "pain_points")}
-    prompt = render("personalize", lead=view.prompt_data(), analysis=brief)
-    result = call_model(
-        deps,
-        view.context(Stage.PERSONALIZE),
-        prompt,
-        deps.routing.chain(Stage.PERSONALIZE, view.tier),
-    )
-    draft = parse_draft(result.data)
+    level_throttle = throttle_level(deps)
+    exhausted = deps.budget is not None and deps.budget.status().exhausted
     tier = Tier(view.tier) if view.tier else Tier.SMB
-    draft.update(level=LEVEL_FOR_TIER[tier], model=result.route.ref, template="llm", variant="A")
-    finish(deps, view, Stage.PERSONALIZE, draft)
+    level = "template-only" if exhausted else LEVEL_FOR_TIER[tier]
+    variant = variant_for(
+        view.content_hash,
+        view.campaign_id,
+        ab_testing=deps.policy.ab_testing and level_throttle < 1,
+    )
+    name = template_name(view.outputs.get(Stage.CLASSIFY.value, {}).get("industry"), view.title)
+    subject, body = render_email(name, facts_for(deps, view, variant))
+    template = {"subject": subject, "body": body, "model": "template", "call_key": None}
+    size = 1 if level_throttle >= 2 else COUNCIL_SIZE[tier]
+    candidates: list[dict[str, Any]] = []
+    if level == "template-only" or size > 1:
+        candidates.append(template)
+    if level != "template-only":
+        prompt = render(
+            "personalize",
+            lead=view.prompt_data(),
+            analysis=_brief(view),
+            draft={"subject": subject, "body": body},
+        )
+        for index in range(size - len(candidates)):
+            candidates.append(draft_with_model(deps, view, prompt, index=index))
+    finish(
+        deps,
+        view,
+        Stage.PERSONALIZE,
+        {
+            "level": level,
+            "variant": variant,
+            "template": name,
+            "candidates": candidates,
+        },
+    )
+
+
+def draft_with_model(
+    deps: Deps,
+    view: LeadView,
+    prompt: Prompt,
+    *,
+    index: int,
+    min_rung: int = 0,
+    call_key: str | None = None,
+) -> dict[str, Any]:
+    """One model-written candidate; council members step one rung down the ladder each."""
+    request = route_request(deps, view, Stage.PERSONALIZE, prompt, min_rung=min_rung)
+    chain = deps.routing.route(Stage.PERSONALIZE, request)
+    if index:  # a second council member: the next cheaper model, for a different voice
+        want = max(0, deps.routing.rung(Stage.PERSONALIZE, chain[0].ref) - index)
+        chain.sort(key=lambda r: deps.routing.rung(Stage.PERSONALIZE, r.ref) != want)
+    key = call_key or f"candidate{index}"
+    result = call_model(deps, view.context(Stage.PERSONALIZE, key), prompt, chain)
+    draft = parse_draft(result.data)
+    draft.update(model=result.route.ref, call_key=key)
+    return draft
+
+
+def facts_for(deps: Deps, view: LeadView, variant: str) -> EmailFacts:
+    """Template variables from the lead and its analysis (data, never instructions)."""
+    analysis = view.outputs.get(Stage.ANALYZE.value, {})
+    industry = view.outputs.get(Stage.CLASSIFY.value, {}).get("industry") or "other"
+    return EmailFacts(
+        first_name=view.first_name or "",
+        company=view.company,
+        title=view.title or "",
+        industry=str(industry),
+        pain_point=_first(analysis.get("pain_points")),
+        product=_first(analysis.get("products")),
+        variant=variant,
+        sender_name=deps.policy.sender_name,
+        sender_company=deps.policy.sender_company,
+    )
+
+
+def prompt_for(view: LeadView, draft: dict[str, Any]) -> Prompt:
+    """The personalise prompt for ``view`` starting from ``draft``."""
+    return render(
+        "personalize",
+        lead=view.prompt_data(),
+        analysis=_brief(view),
+        draft={"subject": draft["subject"], "body": draft["body"]},
+    )
+
+
+def _brief(view: LeadView) -> dict[str, Any]:
+    analysis = view.outputs.get(Stage.ANALYZE.value, {})
+    summary = str(analysis.get("summary", ""))
+    return {
+        "summary": summary[:800],
+        "products": analysis.get("products", [])[:3],
+        "pain_points": analysis.get("pain_points", [])[:3],
+    }
+
+
+def _first(items: object) -> str:
+    return str(items[0])[:200] if isinstance(items, list) and items else ""
 
 
 def parse_draft(data: dict[str, Any]) -> dict[str, Any]:

@@ -7,13 +7,14 @@ from typing import Any
 from db.enums import Stage
 from pipeline.deps import Deps
 from pipeline.gateway import call_model
+from pipeline.policy import AMBIGUOUS, route_request, rule_fit_score
 from pipeline.prompts import render
 from pipeline.stages._common import claim, finish
 from pipeline.value import LeadSignals, estimate_lead_value, has_enterprise_tech, tier_for
 
 
 def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
-    """Estimate the lead's value and tier, and ask a cheap model for a fit score."""
+    """Value and tier from seed 003's formula; fit by rules, a model only when ambiguous."""
     view = claim(deps, lead_id=lead_id, run_id=run_id, stage=Stage.SCORE)
     if view is None:
         return
@@ -26,18 +27,26 @@ def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
     )
     value = estimate_lead_value(signals)
     tier = tier_for(value)
-    prompt = render("score", lead=view.prompt_data(), classification=classification)
-    result = call_model(
-        deps, view.context(Stage.SCORE), prompt, deps.routing.chain(Stage.SCORE, tier.value)
-    )
+    fit = rule_fit_score(view, classification)
     output: dict[str, Any] = {
-        "fit_score": parse_fit_score(result.data),
-        "rationale": str(result.data.get("rationale", ""))[:1000],
+        "fit_score": fit,
+        "rationale": "rule-based firmographic fit",
+        "source": "rules",
         "estimated_value_usd": str(value),
         "tier": tier.value,
-        "source": "llm",
-        "model": result.route.ref,
     }
+    if fit in AMBIGUOUS:  # only the ambiguous band is worth a model call (seed 001)
+        prompt = render("score", lead=view.prompt_data(), classification=classification)
+        request = route_request(deps, view, Stage.SCORE, prompt)
+        chain = deps.routing.route(Stage.SCORE, request)
+        result = call_model(deps, view.context(Stage.SCORE), prompt, chain)
+        output.update(
+            fit_score=parse_fit_score(result.data),
+            source="llm",
+            model=result.route.ref,
+            rationale=str(result.data.get("rationale", ""))[:1000],
+            rule_fit_score=fit,
+        )
     finish(
         deps,
         view,

@@ -42,9 +42,10 @@ def test_whole_chain_for_smb_and_enterprise(deps: Deps) -> None:
         assert "leadpipe-task" not in emails[smb.id].body
         held = session.scalars(select(ReviewItem)).all()
         assert len(held) == sum(e.status == EmailStatus.HELD for e in emails.values())
-        # enterprise: a demo; no website, so the analysis is made without a model call
+        # Rules classify and score both (CRM industry given, fit outside the ambiguous band);
+        # no website, so the analysis is made without a model call; enterprise gets a demo.
         stages = set(session.scalars(select(LLMCall.stage).where(LLMCall.lead_id == ent.id)))
-        assert stages == {s.value for s in Stage} - {"analyze"}
+        assert stages == {"demo", "personalize", "judge"}
         analysis = session.scalars(
             select(StageResult.output).where(StageResult.stage == "analyze")
         ).first()

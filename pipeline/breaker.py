@@ -1,0 +1,47 @@
+"""Circuit breaker per model, shared by every worker through Redis (seed 003 pitfall 2).
+
+After ``threshold`` consecutive failures a model is taken out of every chain for ``cooldown_s``
+seconds; the first success closes the breaker again. Without Redis (unit tests) it is a no-op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitBreaker:
+    """Counts consecutive failures per ``provider:model`` in Redis."""
+
+    redis: Redis | None
+    threshold: int = 5
+    cooldown_s: int = 60
+
+    def is_open(self, ref: str) -> bool:
+        """Whether ``ref`` is cooling down and should be skipped."""
+        return bool(self.redis is not None and self.redis.exists(f"breaker:open:{ref}"))
+
+    def failure(self, ref: str) -> None:
+        """Count a failure; open the breaker at the threshold."""
+        if self.redis is None:
+            return
+        key = f"breaker:fails:{ref}"
+        count = int(self.redis.incr(key))
+        self.redis.expire(key, self.cooldown_s * 2)
+        if count >= self.threshold:
+            self.redis.set(f"breaker:open:{ref}", count, ex=self.cooldown_s)
+            self.redis.delete(key)
+            log.warning("circuit_opened", model=ref, failures=count, cooldown_s=self.cooldown_s)
+
+    def success(self, ref: str) -> None:
+        """A success resets the failure count."""
+        if self.redis is not None:
+            self.redis.delete(f"breaker:fails:{ref}")

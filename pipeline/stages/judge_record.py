@@ -1,0 +1,72 @@
+"""Storing a judge verdict: email, review item, ledger quality, stage result, lead status."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, update
+
+from db.enums import CallStatus, EmailStatus, LeadStatus, Stage, StageStatus
+from db.models import Email, Lead, LLMCall, ReviewItem, StageResult
+from pipeline.deps import Deps
+from pipeline.stages._common import LeadView
+
+
+def record_verdict(
+    deps: Deps,
+    view: LeadView,
+    drafted: dict[str, Any],
+    best: dict[str, Any],
+    verdict: dict[str, Any],
+) -> None:
+    """Everything the verdict decides, in one transaction (so a redelivery is harmless)."""
+    quality = Decimal(str(verdict["overall"]))
+    status = EmailStatus.APPROVED if verdict["passed"] else EmailStatus.HELD
+    with deps.session_scope() as session:
+        email = Email(
+            lead_id=view.id,
+            run_id=view.run_id,
+            subject=best["subject"],
+            body=best["body"],
+            template=str(drafted.get("template", "")),
+            variant=str(drafted.get("variant", "A")),
+            level=str(drafted.get("level", "")),
+            model=str(best.get("model", "")),
+            quality=quality,
+            status=status,
+        )
+        session.add(email)
+        session.flush()
+        if status is EmailStatus.HELD:
+            reason = f"quality {verdict['overall']:.2f} below gate {verdict['gate']:.2f}"
+            if verdict.get("escalated"):
+                reason += " after one escalation"
+            session.add(ReviewItem(email_id=email.id, lead_id=view.id, reason=reason))
+        for candidate, scored in zip(drafted["candidates"], verdict["candidates"], strict=False):
+            _set_quality(session, view, candidate.get("call_key"), scored["overall"])
+        if verdict.get("escalated"):
+            _set_quality(session, view, "escalation", verdict["overall"])
+        row = session.scalars(
+            select(StageResult).where(
+                StageResult.lead_id == view.id,
+                StageResult.run_id == view.run_id,
+                StageResult.stage == Stage.JUDGE.value,
+            )
+        ).one()
+        row.status, row.output = StageStatus.DONE, verdict
+        row.finished_at = dt.datetime.now(dt.UTC)
+        lead = session.get_one(Lead, view.id)
+        lead.status = LeadStatus.COMPLETED if verdict["passed"] else LeadStatus.HELD
+
+
+def _set_quality(session: Any, view: LeadView, call_key: str | None, score: float) -> None:
+    if not call_key:
+        return
+    key = view.context(Stage.PERSONALIZE, call_key).journal_key
+    session.execute(
+        update(LLMCall)
+        .where(LLMCall.journal_key == key, LLMCall.status == CallStatus.OK)
+        .values(quality_score=Decimal(str(score)))
+    )
