@@ -56,12 +56,12 @@ worker: $(STAMP) ## run a worker on every queue (needs LEADPIPE_REDIS_URL or `ma
 	$(LEADPIPE) worker
 
 .PHONY: beat
-beat: $(STAMP) ## run celery beat (scheduled campaigns)
-	$(VENV)/bin/celery -A workers.app beat --loglevel INFO
+beat: $(STAMP) ## run celery beat with the database scheduler (scheduled campaigns)
+	$(LEADPIPE) beat
 
 .PHONY: flower
-flower: $(STAMP) ## run Flower on 127.0.0.1:5555
-	$(VENV)/bin/celery -A workers.app flower --address=127.0.0.1 --port=5555
+flower: $(STAMP) ## run Flower (basic auth: LEADPIPE_FLOWER_PASSWORD; 127.0.0.1:5555 by default)
+	$(LEADPIPE) flower
 
 .PHONY: simulator
 simulator: $(STAMP) ## run the offline provider simulator on 127.0.0.1:8011

@@ -24,7 +24,24 @@ class Campaign(Base):
     cron: Mapped[str | None] = mapped_column(String(100))
     enabled: Mapped[bool] = mapped_column(default=True)
     last_run_at: Mapped[dt.datetime | None]
+    deadline: Mapped[dt.datetime | None]
+    """A scheduled campaign stops running after this moment (None: no end)."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CampaignSource(Base):
+    """A source file a scheduled campaign has processed; the same bytes never run twice."""
+
+    __tablename__ = "campaign_sources"
+    __table_args__ = (UniqueConstraint("campaign_id", "sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"))
+    error: Mapped[str | None] = mapped_column(Text)
+    processed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Batch(Base):

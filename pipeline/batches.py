@@ -33,13 +33,17 @@ def file_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def get_or_create_campaign(session: Session, name: str, *, priority: int = 5) -> Campaign:
-    """The campaign called ``name``, created on first use."""
+def get_or_create_campaign(
+    session: Session, name: str, *, priority: int = 5, strategy: str | None = None
+) -> Campaign:
+    """The campaign called ``name``, created on first use; ``strategy`` updates it when given."""
     campaign = session.scalars(select(Campaign).where(Campaign.name == name)).first()
     if campaign is None:
-        campaign = Campaign(name=name, priority=priority)
+        campaign = Campaign(name=name, priority=priority, strategy=strategy or "balanced")
         session.add(campaign)
         session.flush()
+    elif strategy is not None:
+        campaign.strategy = strategy
     return campaign
 
 
@@ -51,13 +55,14 @@ def create_batch(
     priority: int,
     source: str,
     source_hash: str,
+    strategy: str | None = None,
 ) -> NewBatch:
     """Store a batch and its good leads; priorities favour likely enterprise leads.
 
     Priority 0 is the highest (Celery on Redis). A lead that already looks enterprise from its
     CRM fields goes one step ahead of the campaign's priority.
     """
-    camp = get_or_create_campaign(session, campaign, priority=priority)
+    camp = get_or_create_campaign(session, campaign, priority=priority, strategy=strategy)
     batch = Batch(
         id=str(uuid.uuid4()),
         campaign_id=camp.id,
@@ -121,9 +126,7 @@ def batch_progress(session: Session, batch_id: str) -> dict[str, Any]:
                 select(Lead.status, func.count())
                 .where(Lead.batch_id == batch_id)
                 .group_by(Lead.status)
-            )
-            .tuples()
-            .all()
+            ).all()
         )
     )
     stages: dict[str, dict[str, int]] = {}
@@ -132,7 +135,7 @@ def batch_progress(session: Session, batch_id: str) -> dict[str, Any]:
         .join(Lead, Lead.id == StageResult.lead_id)
         .where(Lead.batch_id == batch_id)
         .group_by(StageResult.stage, StageResult.status)
-    ).tuples():
+    ):
         stages.setdefault(stage, {})[status] = count
     total = sum(statuses.values())
     done = sum(statuses.get(s, 0) for s in TERMINAL)

@@ -6,17 +6,36 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from decimal import Decimal
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import session_scope
+from pipeline.breaker import CircuitBreaker
+from pipeline.cache import ResponseCache
 from pipeline.providers.base import LLMProvider
 from pipeline.routing import RoutingTable
 from pipeline.web import WebPolicy
 
 if TYPE_CHECKING:
     from redis import Redis
+
+
+class BudgetStatusView(Protocol):
+    """The part of a budget status the router reads."""
+
+    @property
+    def throttle_level(self) -> int: ...
+
+    @property
+    def exhausted(self) -> bool: ...
+
+
+class BudgetView(Protocol):
+    """What stages need from the budget guard (``pipeline.budget.BudgetGuard``)."""
+
+    def status(self) -> BudgetStatusView: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +45,19 @@ class RetryPolicy:
     attempts_per_model: int = 2
     backoff_s: float = 0.5
     max_backoff_s: float = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingPolicy:
+    """Cost-control knobs the stages apply (from settings; seed 000 and issue 4)."""
+
+    spend_cap_ratio: Decimal = Decimal("0.0000002")
+    """A lead's spend cap is its estimated value times this ratio ($14,000 -> $0.0028)."""
+    ab_testing: bool = True
+    borderline_margin: float = 0.05
+    """A cheap judge's score this close to the gate is checked again by the strongest judge."""
+    sender_name: str = "Alex Morgan"
+    sender_company: str = "leadpipe"
 
 
 @dataclass(slots=True)
@@ -38,6 +70,10 @@ class Deps:
     web_policy: WebPolicy = field(default_factory=WebPolicy)
     redis: Redis | None = None
     demo_tiers: frozenset[str] = frozenset({"enterprise"})
+    policy: RoutingPolicy = field(default_factory=lambda: RoutingPolicy())
+    budget: BudgetView | None = None
+    breaker: CircuitBreaker | None = None
+    cache: ResponseCache | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], None] = time.sleep
 

@@ -5,23 +5,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from pipeline.classifier import SENIOR
+from pipeline.classifier import INDUSTRY_KEYWORDS, SENIOR
 from pipeline.prompts import render_text
 
-INDUSTRIES = frozenset(
-    {
-        "software",
-        "finance",
-        "healthcare",
-        "manufacturing",
-        "retail",
-        "hospitality",
-        "logistics",
-        "education",
-        "legal",
-        "marketing",
-    }
-)
+INDUSTRIES = frozenset(INDUSTRY_KEYWORDS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,18 +37,14 @@ def export_emails(session: Session, *, campaign: str, fmt: str) -> tuple[str, in
         .group_by(LLMCall.lead_id)
         .subquery()
     )
-    rows = (
-        session.execute(
-            select(Lead, Email, cost.c.cost)
-            .join(Email, Email.lead_id == Lead.id)
-            .join(Campaign, Campaign.id == Lead.campaign_id)
-            .outerjoin(cost, cost.c.lead_id == Lead.id)
-            .where(Campaign.name == campaign, Email.status == EmailStatus.APPROVED)
-            .order_by(Lead.id)
-        )
-        .tuples()
-        .all()
-    )
+    rows = session.execute(
+        select(Lead, Email, cost.c.cost)
+        .join(Email, Email.lead_id == Lead.id)
+        .join(Campaign, Campaign.id == Lead.campaign_id)
+        .outerjoin(cost, cost.c.lead_id == Lead.id)
+        .where(Campaign.name == campaign, Email.status == EmailStatus.APPROVED)
+        .order_by(Lead.id)
+    ).all()
     records = [
         {
             "email": lead.email,
@@ -99,7 +95,7 @@ def review_items(
             "quality": str(email.quality),
             "model": email.model,
         }
-        for item, email, lead in session.execute(stmt).tuples()
+        for item, email, lead in session.execute(stmt)
     ]
 
 

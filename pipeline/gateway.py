@@ -12,7 +12,7 @@ import json
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -21,9 +21,12 @@ from sqlalchemy import select
 
 from db.enums import CallStatus, Stage
 from db.models import LLMCall
+from pipeline import metrics
+from pipeline.budget import BudgetGuard, Reservation, estimate_max_cost, estimate_prompt_tokens
 from pipeline.deps import Deps
 from pipeline.errors import AllRoutesFailed, ProviderRejected, ProviderUnavailable
 from pipeline.models import GatewayResult, LLMRequest, LLMResponse, Prompt, Route, Usage
+from pipeline.providers.base import LLMProvider
 
 log = structlog.get_logger(__name__)
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
@@ -38,6 +41,8 @@ class CallContext:
     run_id: str | None
     campaign_id: int | None
     call_key: str = "main"
+    tier: str | None = None
+    """The lead's value tier: only enterprise leads may use the budget's emergency reserve."""
 
     @property
     def journal_key(self) -> str:
@@ -63,53 +68,94 @@ def call_model(
     replay = _journal_replay(deps, ctx)
     if replay is not None:
         return replay
-    errors: list[str] = []
-    attempt = 0
-    primary = chain[0].ref if chain else None
+    if deps.cache is not None and chain and json_mode:
+        cached = _cache_hit(deps, ctx, prompt, chain[0])
+        if cached is not None:
+            return cached
+    run = _ChainRun(deps, ctx, prompt, chain[0].ref if chain else None, json_mode)
     for route in chain:
+        result = run.try_route(route)
+        if result is not None:
+            if deps.cache is not None and run.primary is not None:
+                deps.cache.put(ctx.stage, run.primary, prompt, result.text, route)
+            return result
+    raise AllRoutesFailed(f"{ctx.stage.value}: every model failed: " + "; ".join(run.errors[-6:]))
+
+
+@dataclass(slots=True)
+class _ChainRun:
+    """One walk down a fallback chain: attempt numbers and errors across its routes."""
+
+    deps: Deps
+    ctx: CallContext
+    prompt: Prompt
+    primary: str | None
+    json_mode: bool
+    attempt: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def try_route(self, route: Route) -> GatewayResult | None:
+        """Up to ``attempts_per_model`` tries of one model; None moves on to the next."""
+        deps = self.deps
         provider = deps.providers.get(route.provider)
-        if provider is None:
-            errors.append(f"{route.ref}: provider not configured")
-            continue
-        fallback_from = primary if route.ref != primary else None
+        if provider is None or (deps.breaker is not None and deps.breaker.is_open(route.ref)):
+            why = "provider not configured" if provider is None else "circuit open"
+            self.errors.append(f"{route.ref}: {why}")
+            return None
+        fallback_from = self.primary if route.ref != self.primary else None
         for try_no in range(deps.retry.attempts_per_model):
-            attempt += 1
+            self.attempt += 1
             request = LLMRequest(
                 model=route.model,
-                system=prompt.system,
-                user=prompt.user,
+                system=self.prompt.system,
+                user=self.prompt.user,
                 max_tokens=route.max_output_tokens,
-                json_mode=json_mode,
+                json_mode=self.json_mode,
             )
+            reservation = _reserve(deps, self.ctx, route, request)
             started = time.monotonic()
+            record = (deps, self.ctx, route, self.prompt, self.attempt, fallback_from, started)
             try:
-                response = provider.complete(request)
+                response = _complete(deps, provider, request, reservation)
             except ProviderUnavailable as exc:
-                _record(deps, ctx, route, prompt, attempt, fallback_from, started, error=str(exc))
-                errors.append(f"{route.ref}: {exc.reason}")
+                _record(*record, error=str(exc))
+                if deps.breaker is not None:
+                    deps.breaker.failure(route.ref)
+                self.errors.append(f"{route.ref}: {exc.reason}")
                 if try_no + 1 < deps.retry.attempts_per_model:
                     deps.sleep(_backoff(deps, try_no, exc.retry_after_s))
                 continue
             except ProviderRejected as exc:
-                _record(deps, ctx, route, prompt, attempt, fallback_from, started, error=str(exc))
-                errors.append(f"{route.ref}: {exc.reason}")
-                break
-            result = _settle(
-                deps,
-                ctx,
-                route,
-                prompt,
-                attempt,
-                fallback_from,
-                started,
-                response,
-                json_mode=json_mode,
-            )
-            if result is not None:
-                return result
-            errors.append(f"{route.ref}: unusable output")
-            break
-    raise AllRoutesFailed(f"{ctx.stage.value}: every model failed: " + "; ".join(errors[-6:]))
+                _record(*record, error=str(exc))
+                self.errors.append(f"{route.ref}: {exc.reason}")
+                return None
+            result = _settle(*record, response, json_mode=self.json_mode, reservation=reservation)
+            if result is None:
+                self.errors.append(f"{route.ref}: unusable output")
+            elif deps.breaker is not None:
+                deps.breaker.success(route.ref)
+            return result
+        return None
+
+
+def _reserve(deps: Deps, ctx: CallContext, route: Route, request: LLMRequest) -> Reservation | None:
+    """Reserve this attempt's maximum cost (raises BudgetRefused when it does not fit)."""
+    if not isinstance(deps.budget, BudgetGuard):
+        return None
+    tokens = estimate_prompt_tokens(request.system, request.user)
+    cost = estimate_max_cost(deps.routing.catalog, route.ref, tokens, request.max_tokens)
+    return deps.budget.reserve(cost, campaign_id=ctx.campaign_id, tier=ctx.tier)
+
+
+def _complete(
+    deps: Deps, provider: LLMProvider, request: LLMRequest, reservation: Reservation | None
+) -> LLMResponse:
+    try:
+        return provider.complete(request)
+    except BaseException:
+        if reservation is not None and isinstance(deps.budget, BudgetGuard):
+            deps.budget.release(reservation)
+        raise
 
 
 def _backoff(deps: Deps, try_no: int, retry_after_s: float | None) -> float:
@@ -130,6 +176,7 @@ def _settle(
     response: LLMResponse,
     *,
     json_mode: bool,
+    reservation: Reservation | None = None,
 ) -> GatewayResult | None:
     """Price and record a completed call; None when its output is unusable (still billed)."""
     cost, price_version = deps.routing.catalog.cost(route.ref, response.usage)
@@ -148,6 +195,8 @@ def _settle(
         price_version=price_version,
         error=None if usable else f"unusable output (finish_reason={response.finish_reason})",
     )
+    if reservation is not None and isinstance(deps.budget, BudgetGuard):
+        deps.budget.settle(reservation, cost)  # after the ledger row: reconcile stays safe
     if not usable or data is None:
         return None
     return GatewayResult(
@@ -174,6 +223,7 @@ def _record(
     cost: Decimal = Decimal(0),
     price_version: str = "",
     error: str | None = None,
+    cache_hit: bool = False,
 ) -> None:
     latency_ms = int((time.monotonic() - started) * 1000)
     usage = response.usage if response else Usage(0, 0)
@@ -187,6 +237,7 @@ def _record(
         provider=route.provider,
         model=route.model,
         routing_reason=route.reason,
+        cache_hit=cache_hit,
         prompt_tokens=usage.input_tokens,
         completion_tokens=usage.output_tokens,
         cost_usd=cost,
@@ -202,6 +253,7 @@ def _record(
     )
     with deps.session_scope() as session:
         session.add(row)
+    metrics.observe_call(row)
     event = "llm_call_settled" if error is None else "llm_call_failed"
     log.info(
         event,
@@ -216,6 +268,29 @@ def _record(
         attempt=attempt,
         error=error,
         simulated=row.simulated,
+    )
+
+
+def _cache_hit(
+    deps: Deps, ctx: CallContext, prompt: Prompt, requested: Route
+) -> GatewayResult | None:
+    """A cached answer to the same prompt for the same requested model: $0, one ledger row."""
+    assert deps.cache is not None
+    hit = deps.cache.get(ctx.stage, requested.ref, prompt)
+    data = parse_json_object(hit.text) if hit is not None else None
+    if hit is None or data is None:
+        return None
+    route = Route(hit.provider, hit.model, requested.max_output_tokens, f"cache:{requested.reason}")
+    answer = LLMResponse(hit.text, Usage(0, 0), hit.provider, hit.model)
+    _record(deps, ctx, route, prompt, 0, None, time.monotonic(), response=answer, cache_hit=True)
+    return GatewayResult(
+        text=hit.text,
+        data=data,
+        route=route,
+        usage=Usage(0, 0),
+        cost_usd_str="0",
+        cache_hit=True,
+        attempts=0,
     )
 
 

@@ -1,30 +1,64 @@
-"""structlog set-up: key-value lines for people, JSON lines for machines; secrets redacted."""
+"""structlog set-up: key-value lines for people, JSON lines for machines; secrets redacted.
+
+With ``LEADPIPE_LOG_JSON=1`` every event is one JSON object on one line, carrying what the task
+base binds (``task``, ``task_id``, ``stage``, ``lead_id``, ``run_id``). Redaction runs after
+tracebacks are formatted, so a key inside an exception message is masked too.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
 _SECRET_KEYS = re.compile(r"(api[_-]?key|authorization|password|secret|token)$", re.I)
-_SECRET_VALUES = re.compile(r"(sk-[A-Za-z0-9_-]{8,}|Bearer\s+\S+)")
+# Provider key shapes (OpenAI/DeepSeek/OpenRouter ``sk-...``, Anthropic ``sk-ant-...``,
+# Cerebras ``csk-...``) and bearer/basic credentials.
+_SECRET_VALUES = re.compile(r"(c?sk-[A-Za-z0-9_-]{8,}|(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+)")
+REDACTED = "[redacted]"
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with every secret-looking token replaced by ``[redacted]``."""
+    return _SECRET_VALUES.sub(REDACTED, text)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_secrets(value)
+    if isinstance(value, dict):
+        return {k: REDACTED if _secret_key(str(k)) else _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_scrub(v) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return mask_secrets(str(value))  # exceptions, Decimals, paths: rendered as text anyway
+
+
+def _secret_key(key: str) -> bool:
+    return bool(_SECRET_KEYS.search(key)) and not key.endswith("_tokens")
 
 
 def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Drop secret-looking keys and mask secret-looking values in every log event."""
     for key in list(event):
-        if _SECRET_KEYS.search(key) and not key.endswith("_tokens"):
-            event[key] = "[redacted]"
-        elif isinstance(event[key], str):
-            event[key] = _SECRET_VALUES.sub("[redacted]", event[key])
+        event[key] = REDACTED if _secret_key(key) else _scrub(event[key])
     return event
 
 
-def configure_logging(*, json_lines: bool = False, level: int = logging.INFO) -> None:
-    """Configure structlog once per process."""
+def configure_logging(
+    *, json_lines: bool = False, level: int = logging.INFO, stream: TextIO | None = None
+) -> None:
+    """Configure structlog for this process (again: later calls replace earlier ones).
+
+    Args:
+        json_lines: one JSON object per line instead of key=value text.
+        level: the lowest level written.
+        stream: where lines go (default: standard output).
+    """
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json_lines
@@ -35,9 +69,12 @@ def configure_logging(*, json_lines: bool = False, level: int = logging.INFO) ->
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
             redact,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        cache_logger_on_first_use=True,
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        # Not cached: module-level loggers must follow a later configure_logging() call.
+        cache_logger_on_first_use=False,
     )

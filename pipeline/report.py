@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +13,7 @@ from db.enums import CallStatus, LeadStatus
 from db.models import Campaign, Email, Lead, LLMCall
 from pipeline.catalog import BASELINE_REF, Catalog
 from pipeline.models import Usage
+from pipeline.report_quality import cost_vs_value, quality_distribution, reply_rates
 
 CENT = Decimal("0.000001")  # reports round to micro-dollars; the ledger keeps 12 places
 
@@ -26,7 +27,11 @@ def _campaign_filter(stmt: Any, column: Any, campaign_id: int | None) -> Any:
 
 
 def build_report(
-    session: Session, *, catalog: Catalog, campaign: str | None = None
+    session: Session,
+    *,
+    catalog: Catalog,
+    campaign: str | None = None,
+    is_cheap: Callable[[str], bool] | None = None,
 ) -> dict[str, Any]:
     """The ``leadpipe report --json`` document (DESIGN.md section 4).
 
@@ -44,38 +49,32 @@ def build_report(
                 Lead.campaign_id,
                 campaign_id,
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     leads = sum(statuses.values())
-    rows: Sequence[Any] = (
-        session.execute(
-            _campaign_filter(
-                select(
-                    LLMCall.stage,
-                    LLMCall.provider,
-                    LLMCall.model,
-                    LLMCall.status,
-                    func.count(),
-                    func.sum(LLMCall.prompt_tokens),
-                    func.sum(LLMCall.completion_tokens),
-                    func.sum(LLMCall.cost_usd),
-                    func.sum(func.cast(LLMCall.cache_hit, Integer())),
-                    func.max(func.cast(LLMCall.simulated, Integer())),
-                ).group_by(LLMCall.stage, LLMCall.provider, LLMCall.model, LLMCall.status),
-                LLMCall.campaign_id,
-                campaign_id,
-            )
+    rows: Sequence[Any] = session.execute(
+        _campaign_filter(
+            select(
+                LLMCall.stage,
+                LLMCall.provider,
+                LLMCall.model,
+                LLMCall.status,
+                func.count(),
+                func.sum(LLMCall.prompt_tokens),
+                func.sum(LLMCall.completion_tokens),
+                func.sum(LLMCall.cost_usd),
+                func.sum(func.cast(LLMCall.cache_hit, Integer())),
+                func.max(func.cast(LLMCall.simulated, Integer())),
+            ).group_by(LLMCall.stage, LLMCall.provider, LLMCall.model, LLMCall.status),
+            LLMCall.campaign_id,
+            campaign_id,
         )
-        .tuples()
-        .all()
-    )
+    ).all()
     baseline_price = catalog.price(BASELINE_REF)
     by_stage: dict[str, dict[str, Any]] = {}
     by_model: dict[str, dict[str, Any]] = {}
     total = base_total = Decimal(0)
-    calls = ok_calls = cache_hits = 0
+    calls = ok_calls = cache_hits = cheap_calls = 0
     simulated = False
     for stage, provider, model, status, n, p_tok, c_tok, cost, hits, sim in rows:
         cost = Decimal(cost or 0)
@@ -84,6 +83,8 @@ def build_report(
         base_total += baseline
         calls += n
         ok_calls += n if status == CallStatus.OK else 0
+        if status == CallStatus.OK and is_cheap is not None and is_cheap(f"{provider}:{model}"):
+            cheap_calls += n
         cache_hits += int(hits or 0)
         simulated = simulated or bool(sim)
         for key, bucket in ((stage, by_stage), (f"{provider}:{model}", by_model)):
@@ -104,6 +105,9 @@ def build_report(
             entry["completion_tokens"] += int(c_tok or 0)
             entry["cost_usd"] += cost
             entry["baseline_cost_usd"] += baseline
+    for entry in by_stage.values():
+        ok = entry["calls"] - entry["failed_calls"]
+        entry["llm_call_rate"] = round(ok / leads, 4) if leads else 0.0
     for bucket in (by_stage, by_model):
         for entry in bucket.values():
             entry["cost_usd"] = _money(entry["cost_usd"])
@@ -133,6 +137,10 @@ def build_report(
         "cost_per_lead_usd": _money(total / leads) if leads else "0.000000",
         "cache_hit_rate": round(cache_hits / calls, 4) if calls else 0.0,
         "avg_quality": round(float(quality), 3) if quality is not None else None,
+        "cheap_call_share": round(cheap_calls / ok_calls, 4) if ok_calls else 0.0,
         "by_stage": by_stage,
         "by_model": by_model,
+        "quality_distribution": quality_distribution(session, campaign_id),
+        "reply_rates": reply_rates(session, campaign_id),
+        "cost_vs_value": cost_vs_value(session, campaign_id),
     }

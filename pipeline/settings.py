@@ -45,6 +45,22 @@ class BudgetSettings(BaseModel):
     weekly_usd: Decimal = Decimal("300")
     monthly_usd: Decimal = Decimal("1200")
     timezone: str = "UTC"
+    """IANA zone the daily/weekly (ISO, Monday)/monthly periods are aligned to."""
+    emergency_reserve_usd: Decimal = Decimal("5")
+    """The last dollars of the daily budget only enterprise leads may spend (seed 000)."""
+    alert_thresholds: list[Decimal] = Field(
+        default_factory=lambda: [Decimal("0.7"), Decimal("0.9"), Decimal("1.0")]
+    )
+    throttle_thresholds: list[Decimal] = Field(
+        default_factory=lambda: [Decimal(x) for x in ("0.5", "0.7", "0.8", "0.9", "1.0")]
+    )
+    """Budget use at which throttle levels 1..5 start (level 5 pauses analyze and demo)."""
+    webhook_url: SecretStr | None = None
+    """Alerts are also POSTed here as JSON (retried from the ops queue)."""
+    park_retry_s: int = 300
+    """A task refused for lack of budget is retried after this many seconds (never dropped)."""
+    stale_reservation_s: int = 900
+    """Reservations older than this are dropped by the reconciler (a worker died mid-call)."""
 
 
 class Settings(BaseSettings):
@@ -67,10 +83,22 @@ class Settings(BaseSettings):
     web: WebSettings = Field(default_factory=WebSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     demo_tiers: list[str] = Field(default_factory=lambda: ["enterprise"])
+    spend_cap_ratio: Decimal = Decimal("0.0000002")
+    """Each lead may cost at most its estimated value times this (issue 4's value cap)."""
+    ab_testing: bool = True
+    sender_name: str = "Alex Morgan"
+    sender_company: str = "leadpipe"
     worker_concurrency: int = 8
     visibility_timeout_s: int = 3600
     """Seconds before Redis redelivers an unacknowledged task; must exceed the longest task."""
     log_json: bool = False
+    metrics_port: int | None = 9808
+    """Prometheus ``/metrics`` port of each worker's main process; None or 0 turns it off."""
+    flower_user: str = "admin"
+    flower_password: SecretStr | None = None
+    """Flower basic-auth password; no default: without one Flower only binds to localhost."""
+    flower_address: str = "127.0.0.1"
+    flower_port: int = 5555
 
     def resolved_database_url(self) -> str:
         """Return the database URL, defaulting to a SQLite file in ``data_dir``."""

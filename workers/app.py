@@ -7,12 +7,22 @@ from celery import Celery
 from pipeline.settings import get_settings
 from workers.embedded import redis_url_for
 from workers.queues import Queue
+from workers.schedule import BEAT_SCHEDULE
 
 
 def make_app() -> Celery:
     settings = get_settings()
     broker = redis_url_for(settings)
-    celery = Celery("leadpipe", broker=broker, include=["workers.tasks"])
+    celery = Celery(
+        "leadpipe",
+        broker=broker,
+        include=[
+            "workers.tasks",
+            "workers.campaign_tasks",
+            "workers.ops",
+            "workers.metrics_server",
+        ],
+    )
     celery.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -36,6 +46,7 @@ def make_app() -> Celery:
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        beat_schedule=BEAT_SCHEDULE,
     )
     return celery
 

@@ -6,8 +6,10 @@ from typing import Any
 
 import structlog
 from celery import Task
+from celery.exceptions import Ignore
 
 from db.enums import Stage
+from pipeline.budget import BudgetRefused
 from pipeline.errors import PermanentError, TransientError
 from pipeline.stages._common import mark_failed
 from workers.lifecycle import process_deps
@@ -23,10 +25,22 @@ class PipelineTask(Task):  # type: ignore[type-arg]
     retry_jitter = True
     max_retries = 6
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except BudgetRefused as exc:  # park the lead: same message later, retries untouched
+            self.signature_from_request(countdown=exc.retry_after_s).apply_async()
+            structlog.get_logger(__name__).warning("lead_parked", reason=str(exc))
+            raise Ignore() from exc
+
     def before_start(self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
-            task=self.name, task_id=task_id, attempt=self.request.retries, **kwargs
+            task=self.name,
+            task_id=task_id,
+            stage=self.name.removeprefix("leads."),
+            attempt=self.request.retries,
+            **kwargs,
         )
 
     def on_failure(

@@ -12,7 +12,8 @@ from rich.console import Console
 
 from pipeline.batches import batch_progress, create_batch, file_hash
 from pipeline.leads import LeadFileError, ParseResult, parse_lead_file
-from workers import cli_ops, cli_report
+from pipeline.routing import Strategy
+from workers import cli_budget, cli_campaigns, cli_flower, cli_ops, cli_outcomes, cli_report
 from workers.context import session_factory
 from workers.progress import wait_for_batch
 
@@ -27,10 +28,16 @@ for _command in (
     cli_ops.worker,
     cli_ops.simulator,
     cli_ops.demo,
+    cli_flower.flower,
+    cli_campaigns.beat,
 ):
     app.command()(_command)
 app.add_typer(cli_report.review, name="review")
 app.add_typer(cli_ops.db, name="db")
+app.add_typer(cli_outcomes.outcomes, name="outcomes")
+app.add_typer(cli_campaigns.campaigns, name="campaigns")
+app.add_typer(cli_budget.budget, name="budget")
+app.add_typer(cli_budget.queues, name="queues")
 err = Console(stderr=True)
 out = Console(soft_wrap=True)
 
@@ -78,6 +85,9 @@ def enqueue(
     path: Path,
     campaign: Annotated[str, typer.Option(help="campaign name (created on first use)")],
     priority: Annotated[int, typer.Option(min=0, max=9, help="0 highest .. 9 lowest")] = 5,
+    strategy: Annotated[
+        Strategy | None, typer.Option(help="routing strategy for the campaign (seed 002)")
+    ] = None,
     wait: Annotated[bool, typer.Option(help="show progress until the batch is done")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -98,6 +108,7 @@ def enqueue(
             priority=priority,
             source=str(path),
             source_hash=file_hash(path.read_bytes()),
+            strategy=strategy.value if strategy else None,
         )
     dispatch(new.leads, new.run_id)
     doc = _document(parsed, new.batch_id)

@@ -20,10 +20,17 @@ def worker(
     loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO",
 ) -> None:
     """Run a Celery worker (threads pool: the stages wait on the network, not the CPU)."""
+    from pipeline.errors import ConfigError
+    from pipeline.routing import load_routing_table
     from pipeline.settings import get_settings
     from workers.app import app
 
     settings = get_settings()
+    try:  # an ops-edited routing table is checked before the worker takes any task
+        load_routing_table(settings.routing_table)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     argv = [
         "worker",
         "-Q",

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from pipeline.exports import export_emails, review_decide, review_items
 from pipeline.report import build_report
+from pipeline.report_html import write_html_report
 from pipeline.routing import load_routing_table
 from pipeline.settings import get_settings
 from workers.context import session_factory
@@ -22,11 +23,18 @@ review = typer.Typer(help="The human-review queue of held emails.", no_args_is_h
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 150)
 
 
-def report_document(campaign: str | None) -> dict[str, Any]:
-    """Build the report for ``campaign`` (all campaigns when None)."""
-    catalog = load_routing_table(get_settings().routing_table).catalog
+def report_document(campaign: str | None, html: Path | None = None) -> dict[str, Any]:
+    """Build the report for ``campaign`` (all when None); write the HTML page to ``html``."""
+    settings = get_settings()
+    table = load_routing_table(settings.routing_table)
+    catalog = table.catalog
     with session_factory(migrate=True)() as session:
-        return build_report(session, catalog=catalog, campaign=campaign)
+        if html is not None:
+            limit = settings.budget.daily_usd
+            write_html_report(
+                session, html, catalog=catalog, campaign=campaign, daily_limit_usd=limit
+            )
+        return build_report(session, catalog=catalog, campaign=campaign, is_cheap=table.is_cheap)
 
 
 def print_report(doc: dict[str, Any], console: Console = out) -> None:
@@ -44,7 +52,7 @@ def print_report(doc: dict[str, Any], console: Console = out) -> None:
         f"LLM calls {doc['llm_calls']} ({doc['failed_llm_calls']} failed)  cost ${doc['cost_usd']}"
         f"  baseline (all {doc['baseline_model']}) ${doc['baseline_cost_usd']}  savings "
         f"{doc['savings_pct']} %  cost per lead ${doc['cost_per_lead_usd']}  avg quality "
-        f"{doc['avg_quality']}"
+        f"{doc['avg_quality']}  calls on cheap models {doc['cheap_call_share']:.0%}"
     )
     for title, key in (("Cost by stage", "by_stage"), ("Cost by model", "by_model")):
         table = Table(title=title)
@@ -66,10 +74,11 @@ def print_report(doc: dict[str, Any], console: Console = out) -> None:
 def report(
     campaign: Annotated[str | None, typer.Option()] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    html: Annotated[Path | None, typer.Option(help="also write a self-contained HTML page")] = None,
 ) -> None:
     """Calls, cost per stage and model, savings against the all-premium baseline."""
     try:
-        doc = report_document(campaign)
+        doc = report_document(campaign, html)
     except LookupError as exc:
         Console(stderr=True).print(f"error: {exc}")
         raise typer.Exit(1) from None

@@ -8,13 +8,19 @@ from typing import Any
 
 import redis
 from celery.signals import worker_process_shutdown
+from sqlalchemy.orm import Session, sessionmaker
 
+from db.reservations import ReservationStore
 from db.session import make_engine, make_session_factory
-from pipeline.deps import Deps
+from pipeline.breaker import CircuitBreaker
+from pipeline.budget import BudgetConfig, BudgetGuard
+from pipeline.cache import ResponseCache
+from pipeline.deps import Deps, RoutingPolicy
 from pipeline.logs import configure_logging
 from pipeline.providers import build_providers, make_http_client
 from pipeline.routing import load_routing_table
 from pipeline.settings import Settings, get_settings
+from pipeline.throttle import ttl_multiplier
 from pipeline.web import WebPolicy
 from workers.embedded import redis_url_for
 
@@ -28,8 +34,11 @@ def build_deps(settings: Settings) -> Deps:
     engine = make_engine(settings.resolved_database_url())
     http = make_http_client()
     web = settings.web
+    client = redis.Redis.from_url(redis_url_for(settings))
+    factory = make_session_factory(engine)
+    guard = _budget_guard(settings, client, factory)
     return Deps(
-        session_factory=make_session_factory(engine),
+        session_factory=factory,
         providers=build_providers(
             settings.providers, simulator_url=settings.simulator_url, http=http
         ),
@@ -42,9 +51,39 @@ def build_deps(settings: Settings) -> Deps:
             max_redirects=web.max_redirects,
             max_text_chars=web.max_text_chars,
         ),
-        redis=redis.Redis.from_url(redis_url_for(settings)),
+        redis=client,
         demo_tiers=frozenset(settings.demo_tiers),
+        policy=RoutingPolicy(
+            spend_cap_ratio=settings.spend_cap_ratio,
+            ab_testing=settings.ab_testing,
+            sender_name=settings.sender_name,
+            sender_company=settings.sender_company,
+        ),
+        breaker=CircuitBreaker(client),
+        budget=guard,
+        cache=ResponseCache(client, lambda: ttl_multiplier(guard.status().throttle_level)),
     )
+
+
+def _budget_guard(
+    settings: Settings, client: redis.Redis, factory: sessionmaker[Session]
+) -> BudgetGuard:
+    from workers.control import budget_level_hook  # imports this module: bind late
+
+    def notify(payload: dict[str, Any]) -> None:
+        from workers.ops import send_budget_alert
+
+        send_budget_alert.delay(payload)
+
+    config = BudgetConfig.from_settings(settings.budget)
+    store = ReservationStore(client)
+    return BudgetGuard(store, factory, config, on_level=budget_level_hook, notify=notify)
+
+
+def budget_webhook_url() -> str | None:
+    """The alert webhook URL (a secret), read where it is used."""
+    url = get_settings().budget.webhook_url
+    return url.get_secret_value() if url is not None else None
 
 
 def process_deps() -> Deps:

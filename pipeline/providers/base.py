@@ -9,6 +9,7 @@ from typing import Protocol
 import httpx
 
 from pipeline.errors import ProviderRejected, ProviderUnavailable
+from pipeline.logs import mask_secrets
 from pipeline.models import LLMRequest, LLMResponse
 
 SIMULATOR_HEADER = "x-leadpipe-simulator"
@@ -56,6 +57,11 @@ def provider_errors(provider: str) -> Iterator[None]:
 
 
 def _error_message(response: httpx.Response) -> str:
+    # Some APIs echo the rejected key back; the message ends up in the ledger and the logs.
+    return mask_secrets(_raw_error_message(response))
+
+
+def _raw_error_message(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:

@@ -11,6 +11,7 @@ from pipeline.gateway import call_model
 from pipeline.policy import route_request
 from pipeline.prompts import render
 from pipeline.stages._common import LeadView, claim, finish
+from pipeline.value import LeadSignals, estimate_lead_value, has_enterprise_tech, tier_for
 from pipeline.web import fetch_site
 
 LIST_KEYS = ("products", "pain_points", "tech_signals")
@@ -31,7 +32,7 @@ def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
     result = call_model(deps, view.context(Stage.ANALYZE), prompt, chain)
     output = parse_analysis(result.data)
     output.update(source="llm", model=result.route.ref, pages=pages, fetch_error=fetch_error)
-    finish(deps, view, Stage.ANALYZE, output)
+    finish(deps, view, Stage.ANALYZE, output, lead_updates=revalue(view, output))
 
 
 def _site_text(deps: Deps, view: LeadView) -> tuple[str, str | None, list[str]]:
@@ -68,3 +69,24 @@ def parse_analysis(data: dict[str, Any]) -> dict[str, Any]:
     out["has_career_page"] = bool(data.get("has_career_page", False))
     out["has_enterprise_tech_stack"] = bool(data.get("has_enterprise_tech_stack", False))
     return out
+
+
+def revalue(view: LeadView, analysis: dict[str, Any]) -> dict[str, Any]:
+    """Seed 003's value formula again, now with the website's career page and tech signals.
+
+    The tier can only rise here (a lead scored smb that turns out to run an enterprise stack
+    gets the routing of its new tier for demo and personalize).
+    """
+    classification = view.outputs.get(Stage.CLASSIFY.value, {})
+    signals = LeadSignals(
+        employees=view.employees,
+        industry=classification.get("industry") or view.industry,
+        country=view.country,
+        has_enterprise_tech_stack=bool(analysis.get("has_enterprise_tech_stack"))
+        or has_enterprise_tech(view.tech_stack),
+        has_career_page=bool(analysis.get("has_career_page")),
+    )
+    value = estimate_lead_value(signals)
+    if view.estimated_value is not None and value <= view.estimated_value:
+        return {}
+    return {"estimated_value_usd": value, "tier": tier_for(value).value}

@@ -5,28 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from db.enums import Stage
-from pipeline.classifier import CONFIDENT, classify_by_rules
+from pipeline.classifier import CONFIDENT, INDUSTRY_KEYWORDS, classify_by_rules
 from pipeline.deps import Deps
 from pipeline.gateway import call_model
 from pipeline.policy import route_request
 from pipeline.prompts import render
 from pipeline.stages._common import claim, finish
 
-INDUSTRIES = frozenset(
-    {
-        "software",
-        "finance",
-        "healthcare",
-        "manufacturing",
-        "retail",
-        "hospitality",
-        "logistics",
-        "education",
-        "legal",
-        "marketing",
-        "other",
-    }
-)
+INDUSTRIES = frozenset({*INDUSTRY_KEYWORDS, "other"})
 INTENTS = frozenset({"high", "medium", "low"})
 SEGMENTS = frozenset({"smb", "mid_market", "enterprise"})
 

@@ -31,8 +31,10 @@ def test_open_breaker_takes_a_failing_model_out_of_every_chain(
 ) -> None:
     deps.breaker = CircuitBreaker(deps.redis, threshold=2, cooldown_s=30)
     chain = deps.routing.chain(Stage.CLASSIFY, None)
-    httpx.post(simulator.url.removesuffix("/v1") + "/_sim/config",
-               json={"fail_models": {chain[0].model: 1.0}})
+    httpx.post(
+        simulator.url.removesuffix("/v1") + "/_sim/config",
+        json={"fail_models": {chain[0].model: 1.0}},
+    )
     prompt = render("classify", lead={"company": "Acme"})
     for lead in range(3):
         call_model(deps, CallContext(Stage.CLASSIFY, None, f"run-{lead}", None), prompt, chain)

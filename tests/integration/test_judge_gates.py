@@ -33,8 +33,15 @@ class ScriptedLLM:
         self.seen.append((task, request.model))
         if task == "judge":
             value = self.scores.pop(0)
-            text = json.dumps({"professionalism": value, "personalization": value,
-                               "relevance": value, "spam_risk": 0.1, "overall": value})
+            text = json.dumps(
+                {
+                    "professionalism": value,
+                    "personalization": value,
+                    "relevance": value,
+                    "spam_risk": 0.1,
+                    "overall": value,
+                }
+            )
         else:
             text = json.dumps({"subject": f"For you ({request.model})", "body": "Hello there."})
         return LLMResponse(text, Usage(500, 200), self.name, request.model)
@@ -42,7 +49,7 @@ class ScriptedLLM:
 
 def _scripted(deps: Deps, scores: list[float]) -> ScriptedLLM:
     fake = ScriptedLLM("scripted", scores)
-    deps.providers = {name: fake for name in deps.providers}
+    deps.providers = dict.fromkeys(deps.providers, fake)
     return fake
 
 
@@ -57,8 +64,11 @@ def _through_personalize(deps: Deps, row: str) -> tuple[int, str]:
 
 def _verdict(deps: Deps, lead_id: int) -> dict:
     with deps.session_scope() as session:
-        return session.scalars(select(StageResult.output).where(
-            StageResult.lead_id == lead_id, StageResult.stage == "judge")).one()
+        return session.scalars(
+            select(StageResult.output).where(
+                StageResult.lead_id == lead_id, StageResult.stage == "judge"
+            )
+        ).one()
 
 
 def test_below_gate_escalates_once_then_holds(deps: Deps) -> None:
@@ -73,7 +83,8 @@ def test_below_gate_escalates_once_then_holds(deps: Deps) -> None:
     assert len(escalations) == 2  # the original candidate and exactly one escalation
     ladder = deps.routing.stages[Stage.PERSONALIZE].ladder
     assert ladder.index(next(r for r in ladder if r.endswith(escalations[1]))) > ladder.index(
-        next(r for r in ladder if r.endswith(escalations[0])))
+        next(r for r in ladder if r.endswith(escalations[0]))
+    )
     with deps.session_scope() as session:
         assert session.get_one(Lead, lead_id).status == LeadStatus.HELD
         item = session.scalars(select(ReviewItem)).one()

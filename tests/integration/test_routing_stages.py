@@ -23,8 +23,11 @@ def _run_all(deps: Deps, lead_id: int, run_id: str) -> None:
 
 def _output(deps: Deps, lead_id: int, stage: str) -> dict:
     with deps.session_scope() as session:
-        return session.scalars(select(StageResult.output).where(
-            StageResult.lead_id == lead_id, StageResult.stage == stage)).one()
+        return session.scalars(
+            select(StageResult.output).where(
+                StageResult.lead_id == lead_id, StageResult.stage == stage
+            )
+        ).one()
 
 
 def test_unclear_lead_is_classified_by_a_cheap_model(deps: Deps) -> None:
@@ -78,7 +81,10 @@ def test_personalize_outage_is_retried_and_recorded_at_no_cost(
         held = session.scalars(select(ReviewItem)).all()
         assert (lead.status == LeadStatus.HELD) == (email.status == EmailStatus.HELD)
         assert len(held) == (1 if email.status == EmailStatus.HELD else 0)
-        failed = session.scalars(select(LLMCall).where(
-            LLMCall.stage == "personalize", LLMCall.status == CallStatus.ERROR)).all()
+        failed = session.scalars(
+            select(LLMCall).where(
+                LLMCall.stage == "personalize", LLMCall.status == CallStatus.ERROR
+            )
+        ).all()
         assert len(failed) >= len(ladder)  # the outage is in the ledger, at no cost
         assert all(row.cost_usd == 0 for row in failed)

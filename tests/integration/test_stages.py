@@ -1,7 +1,7 @@
 import pytest
 from sqlalchemy import func, select
 
-from db.enums import EmailStatus, LeadStatus, Stage, StageStatus
+from db.enums import EmailStatus, LeadStatus, StageStatus
 from db.models import Email, Lead, LLMCall, ReviewItem, StageResult
 from pipeline.deps import Deps
 from pipeline.stages import analyze, classify, demo, judge, personalize, score
@@ -30,9 +30,7 @@ def test_whole_chain_for_smb_and_enterprise(deps: Deps) -> None:
         demo_status = dict(
             session.execute(
                 select(StageResult.lead_id, StageResult.status).where(StageResult.stage == "demo")
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         assert demo_status == {smb.id: StageStatus.SKIPPED, ent.id: StageStatus.DONE}
         emails = {e.lead_id: e for e in session.scalars(select(Email))}

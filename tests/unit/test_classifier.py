@@ -6,8 +6,13 @@ from pipeline.stages.judge import GATES, parse_verdict
 
 
 def _classify(**kw: object):  # type: ignore[no-untyped-def]
-    args = {"industry_hint": None, "company": "Acme", "notes": None, "title": None,
-            "employees": None}
+    args = {
+        "industry_hint": None,
+        "company": "Acme",
+        "notes": None,
+        "title": None,
+        "employees": None,
+    }
     args.update(kw)
     return classify_by_rules(**args)  # type: ignore[arg-type]
 
@@ -38,9 +43,16 @@ def test_intent_from_seniority_and_buying_signals() -> None:
     assert _classify(title="Founder").intent == "medium"
 
 
-@pytest.mark.parametrize(("employees", "segment"), [
-    (None, "smb"), (100, "smb"), (101, "mid_market"), (1000, "mid_market"), (1001, "enterprise"),
-])
+@pytest.mark.parametrize(
+    ("employees", "segment"),
+    [
+        (None, "smb"),
+        (100, "smb"),
+        (101, "mid_market"),
+        (1000, "mid_market"),
+        (1001, "enterprise"),
+    ],
+)
 def test_segments(employees: int | None, segment: str) -> None:
     assert segment_for(employees) == segment
 
@@ -60,8 +72,9 @@ def test_variants_are_deterministic_and_balanced() -> None:
 
 def test_gates_and_verdict_parsing() -> None:
     assert GATES == {"template-only": 0.0, "minimal": 0.65, "standard": 0.75, "enhanced": 0.85}
-    verdict = parse_verdict({"professionalism": 1, "personalization": 0.8, "relevance": 0.6,
-                             "spam_risk": 0.2})
+    verdict = parse_verdict(
+        {"professionalism": 1, "personalization": 0.8, "relevance": 0.6, "spam_risk": 0.2}
+    )
     assert verdict["overall"] == round(0.3 + 0.35 * 0.8 + 0.25 * 0.6 + 0.1 * 0.8, 3)
     assert parse_verdict({"overall": 7})["overall"] == 1.0
     assert parse_verdict({})["overall"] == 0.0

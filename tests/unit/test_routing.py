@@ -25,17 +25,28 @@ def _primary(stage: Stage, **kw: object) -> str:
     return TABLE.route(stage, RouteRequest(**kw))[0].ref  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("tier", "ref"), [
-    ("smb", LLAMA), ("mid_market", MINI), ("enterprise", HAIKU), (None, LLAMA),
-])
+@pytest.mark.parametrize(
+    ("tier", "ref"),
+    [
+        ("smb", LLAMA),
+        ("mid_market", MINI),
+        ("enterprise", HAIKU),
+        (None, LLAMA),
+    ],
+)
 def test_analyze_starts_by_tier(tier: str | None, ref: str) -> None:
     assert _primary(Stage.ANALYZE, tier=tier) == ref
 
 
-@pytest.mark.parametrize(("strategy", "ref"), [
-    (Strategy.COST, LLAMA), (Strategy.QUALITY, BASELINE_REF), (Strategy.LATENCY, HAIKU),
-    (Strategy.BALANCED, HAIKU),
-])
+@pytest.mark.parametrize(
+    ("strategy", "ref"),
+    [
+        (Strategy.COST, LLAMA),
+        (Strategy.QUALITY, BASELINE_REF),
+        (Strategy.LATENCY, HAIKU),
+        (Strategy.BALANCED, HAIKU),
+    ],
+)
 def test_strategies(strategy: Strategy, ref: str) -> None:
     assert _primary(Stage.ANALYZE, tier="enterprise", strategy=strategy) == ref
 

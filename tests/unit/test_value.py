@@ -75,3 +75,37 @@ def test_tier_boundaries(value: Decimal, tier: Tier) -> None:
 def test_enterprise_tech_detection() -> None:
     assert has_enterprise_tech(("HubSpot", " Snowflake "))
     assert not has_enterprise_tech(("WordPress", "Mailchimp"))
+
+
+def test_site_signals_can_only_raise_the_tier() -> None:
+    from decimal import Decimal as D
+
+    from pipeline.stages._common import LeadView
+    from pipeline.stages.analyze import revalue
+
+    view = LeadView(
+        id=1,
+        campaign_id=1,
+        run_id="r",
+        company="Acme",
+        website=None,
+        first_name=None,
+        last_name=None,
+        title=None,
+        industry="software",
+        employees=500,
+        country="US",
+        tech_stack=(),
+        notes=None,
+        tier="mid_market",
+        estimated_value=D(90_000),
+        strategy="balanced",
+        content_hash="h",
+        outputs={"classify": {"industry": "software"}},
+    )
+    # $50,000 x 1.5 x 1.2 (US) = $90,000; with a career page x1.2 = $108,000 -> enterprise
+    assert revalue(view, {"has_career_page": True}) == {
+        "estimated_value_usd": D(108_000),
+        "tier": "enterprise",
+    }
+    assert revalue(view, {}) == {}

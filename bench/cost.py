@@ -1,0 +1,265 @@
+"""Issue 4's cost benchmark: the reference day of DESIGN.md section 6 through real workers.
+
+1,000 synthetic leads (70 % smb / 30 % enterprise) run through real Celery worker processes on
+Redis, the offline provider SIMULATOR and PostgreSQL (or SQLite when no URL is given). Figures
+come from the ledger. Usage:
+
+    python bench/cost.py [--leads 1000] [--workers 2] [--json]
+
+Needs LEADPIPE_TEST_REDIS_URL (and LEADPIPE_TEST_DATABASE_URL for PostgreSQL): `make bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy import func, select, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.leadgen import site_server, write_leads  # noqa: E402
+from db.migrate import upgrade  # noqa: E402
+from db.models import Lead, StageResult  # noqa: E402
+from db.session import make_engine, make_session_factory  # noqa: E402
+from pipeline.batches import TERMINAL  # noqa: E402
+from pipeline.catalog import BASELINE_REF  # noqa: E402
+from pipeline.models import Usage  # noqa: E402
+from pipeline.report import build_report  # noqa: E402
+from pipeline.routing import load_routing_table  # noqa: E402
+from pipeline.simulator import SimulatorConfig, SimulatorServer  # noqa: E402
+
+# DESIGN.md section 6: tokens per call and input share, every lead, every stage, on Sonnet 4.
+REFERENCE_TOKENS = {
+    "classify": (500, 0.7),
+    "score": (300, 0.7),
+    "analyze": (4000, 0.4),
+    "personalize": (1500, 0.4),
+    "judge": (2000, 0.4),
+}
+
+
+def reference_baseline(leads: int) -> Decimal:
+    """The section 6 all-premium day: every stage of every lead on Claude Sonnet 4."""
+    price = load_routing_table().catalog.price(BASELINE_REF)
+    per_lead = sum(
+        (
+            price.cost(Usage(round(t * share), t - round(t * share)))
+            for t, share in REFERENCE_TOKENS.values()
+        ),
+        Decimal(0),
+    )
+    return per_lead * leads
+
+
+def database_url(workdir: Path) -> str:
+    url = os.environ.get("LEADPIPE_TEST_DATABASE_URL")
+    if not url:
+        return f"sqlite:///{workdir / 'bench.db'}"
+    bench_url = url.rsplit("/", 1)[0] + "/leadpipe_bench"
+    admin = make_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("DROP DATABASE IF EXISTS leadpipe_bench WITH (FORCE)"))
+        conn.execute(text("CREATE DATABASE leadpipe_bench"))
+    admin.dispose()
+    return bench_url
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="leadpipe-bench-"))
+    redis_url = os.environ.get("LEADPIPE_TEST_REDIS_URL", "redis://127.0.0.1:56379/0")
+    redis_url = redis_url.rsplit("/", 1)[0] + "/9"
+    redis.Redis.from_url(redis_url).flushdb()
+    db_url = database_url(workdir)
+    upgrade(db_url)
+    csv_path = workdir / "leads.csv"
+    write_leads(csv_path, count=args.leads, share_enterprise=0.3, seed=args.seed)
+    sim = SimulatorServer(config=SimulatorConfig(latency_scale=args.latency_scale, seed=args.seed))
+    sim.start()
+    sites = site_server()
+    threading.Thread(target=sites.serve_forever, daemon=True).start()
+    site = f"127.0.0.1:{sites.server_address[1]}"
+    env = dict(
+        os.environ,
+        LEADPIPE_DATABASE_URL=db_url,
+        LEADPIPE_REDIS_URL=redis_url,
+        LEADPIPE_SIMULATOR_URL=sim.url,
+        LEADPIPE_WEB__MIRROR_URL=f"http://{site}",
+        LEADPIPE_WEB__ALLOW_HOSTS=json.dumps([site]),
+        LEADPIPE_DATA_DIR=str(workdir),
+        LEADPIPE_WORKER_CONCURRENCY=str(args.concurrency),
+    )
+    cli = [sys.executable, "-m", "workers"]
+    started = time.monotonic()
+    enq = subprocess.run(
+        [*cli, "enqueue", str(csv_path), "--campaign", "reference-day", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    accepted = json.loads(enq.stdout)["accepted"]
+    logs = (workdir / "worker.log").open("ab")
+    workers = [
+        subprocess.Popen(
+            [*cli, "worker", "-n", f"bench{i}@%h", "--loglevel", "WARNING"],
+            env=env,
+            stdout=logs,
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(args.workers)
+    ]
+    factory = make_session_factory(make_engine(db_url))
+    try:
+        wait_done(factory, accepted, args.timeout)
+    finally:
+        for proc in workers:
+            proc.terminate()
+        for proc in workers:
+            proc.wait(timeout=60)
+        sim.stop()
+        sites.shutdown()
+    elapsed = time.monotonic() - started
+    return summarise(factory, accepted, elapsed, args)
+
+
+def wait_done(factory: Any, total: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with factory() as session:
+            done = (
+                session.scalar(
+                    select(func.count()).select_from(Lead).where(Lead.status.in_(TERMINAL))
+                )
+                or 0
+            )
+        print(f"\r{done}/{total} leads done", end="", file=sys.stderr, flush=True)
+        if done >= total:
+            print(file=sys.stderr)
+            return
+        time.sleep(1)
+    raise SystemExit(f"timed out after {timeout:.0f} s")
+
+
+def summarise(
+    factory: Any, accepted: int, elapsed: float, args: argparse.Namespace
+) -> dict[str, Any]:
+    table = load_routing_table()
+    with factory() as session:
+        report = build_report(
+            session, catalog=table.catalog, campaign="reference-day", is_cheap=table.is_cheap
+        )
+        judged = (
+            session.scalar(
+                select(func.count())
+                .select_from(StageResult)
+                .where(StageResult.stage == "judge", StageResult.status == "done")
+            )
+            or 0
+        )
+        tiers = dict(session.execute(select(Lead.tier, func.count()).group_by(Lead.tier)).all())
+    classify = report["by_stage"].get("classify", {})
+    return {
+        "leads": accepted,
+        "judged": judged,
+        "tiers": tiers,
+        "completed": report["completed"],
+        "held_for_review": report["held_for_review"],
+        "failed": report["failed"],
+        "llm_calls": report["llm_calls"],
+        "baseline_cost_usd": report["baseline_cost_usd"],
+        "cost_usd": report["cost_usd"],
+        "savings_pct": report["savings_pct"],
+        "cost_per_lead_usd": report["cost_per_lead_usd"],
+        "classify_llm_call_rate": classify.get("llm_call_rate", 0.0),
+        "cheap_call_share": report["cheap_call_share"],
+        "avg_quality": report["avg_quality"],
+        "reference_day_baseline_usd": str(reference_baseline(accepted).quantize(Decimal("0.01"))),
+        "llm_call_rate_by_stage": {k: v["llm_call_rate"] for k, v in report["by_stage"].items()},
+        "quality_distribution": report["quality_distribution"],
+        "simulated": report["simulated"],
+        "wall_time_s": round(elapsed, 1),
+        "leads_per_s": round(accepted / elapsed, 2),
+        "settings": {
+            "workers": args.workers,
+            "concurrency": args.concurrency,
+            "latency_scale": args.latency_scale,
+            "seed": args.seed,
+        },
+    }
+
+
+def print_table(doc: dict[str, Any]) -> None:
+    floors = [
+        (
+            "savings vs all-Sonnet-4 (same calls)",
+            f"{doc['savings_pct']} %",
+            ">= 90 %",
+            float(doc["savings_pct"]) >= 90,
+        ),
+        (
+            "cost per lead",
+            f"${doc['cost_per_lead_usd']}",
+            "<= $0.010",
+            Decimal(doc["cost_per_lead_usd"]) <= Decimal("0.010"),
+        ),
+        (
+            "classify LLM call rate",
+            f"{doc['classify_llm_call_rate']:.1%}",
+            "<= 30 %",
+            doc["classify_llm_call_rate"] <= 0.30,
+        ),
+        (
+            "calls on cheap models",
+            f"{doc['cheap_call_share']:.1%}",
+            ">= 60 %",
+            doc["cheap_call_share"] >= 0.60,
+        ),
+        ("leads judged", f"{doc['judged']}/{doc['leads']}", "all", doc["judged"] == doc["leads"]),
+    ]
+    print(
+        f"reference day: {doc['leads']} leads {doc['tiers']}, {doc['llm_calls']} LLM calls "
+        f"(offline SIMULATOR), {doc['wall_time_s']} s, {doc['leads_per_s']} leads/s"
+    )
+    print(
+        f"cost ${doc['cost_usd']}  baseline (same calls on Sonnet 4) ${doc['baseline_cost_usd']}"
+        f"  section-6 all-premium day ${doc['reference_day_baseline_usd']}"
+    )
+    print(f"{'metric':<40}{'measured':>14}{'floor':>12}  ok")
+    for name, value, floor, ok in floors:
+        print(f"{name:<40}{value:>14}{floor:>12}  {'yes' if ok else 'NO'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--leads", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=12)
+    parser.add_argument("--latency-scale", type=float, default=0.02)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    doc = run(args)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cost.json").write_text(json.dumps(doc, indent=2) + "\n")
+    if args.json:
+        sys.stdout.write(json.dumps(doc) + "\n")
+    else:
+        print_table(doc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Atomic budget bookkeeping in Redis (Lua scripts), amounts in integer micro-dollars.
+
+Each budget period is one hash ``{prefix}:p:{scope}:{period}:{start}`` with the fields ``spent``,
+``reserved``, ``seq`` (bumped by every settle, for optimistic reconciliation) and ``init`` (set
+once the period has been loaded from the ledger). Limits live in one hash so a raised limit applies
+to every worker at once. Every open reservation is a field of ``{prefix}:resv`` (``amount|ts|keys``)
+so a reservation leaked by a killed worker can be found and dropped by the reconciler.
+
+Scripts run atomically on the Redis server: a reservation checks every period it touches and books
+all of them or none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+_RESERVE = """
+local amount = tonumber(ARGV[1])
+local n = #KEYS - 2
+for i = 1, n do
+  local key = KEYS[i + 2]
+  if redis.call('HEXISTS', key, 'init') == 0 then return {-2, i} end
+  local limit = redis.call('HGET', KEYS[2], ARGV[2 + 2 * i])
+  if not limit then return {-3, i} end
+  local spent = tonumber(redis.call('HGET', key, 'spent') or '0')
+  local reserved = tonumber(redis.call('HGET', key, 'reserved') or '0')
+  local holdback = tonumber(ARGV[3 + 2 * i])
+  if spent + reserved + amount > tonumber(limit) - holdback then
+    local by_holdback = 0
+    if spent + reserved + amount <= tonumber(limit) then by_holdback = 1 end
+    return {-1, i, by_holdback}
+  end
+end
+local keys = {}
+for i = 1, n do
+  redis.call('HINCRBY', KEYS[i + 2], 'reserved', amount)
+  keys[i] = KEYS[i + 2]
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[1] .. '|' .. ARGV[3] .. '|' .. table.concat(keys, ','))
+return {1, 0}
+"""
+
+# KEYS: resv hash, period keys. ARGV: reservation id, actual amount (0 for a release).
+_SETTLE = """
+local entry = redis.call('HGET', KEYS[1], ARGV[1])
+local amount = 0
+if entry then
+  amount = tonumber(string.match(entry, '^(%d+)'))
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+local actual = tonumber(ARGV[2])
+for i = 2, #KEYS do
+  local key = KEYS[i]
+  if redis.call('HEXISTS', key, 'init') == 1 then
+    local reserved = tonumber(redis.call('HGET', key, 'reserved') or '0')
+    redis.call('HSET', key, 'reserved', math.max(0, reserved - amount))
+    redis.call('HINCRBY', key, 'spent', actual)
+    redis.call('HINCRBY', key, 'seq', 1)
+  end
+end
+if entry then return 1 end
+return 0
+"""
+
+# KEYS: resv hash, one period key. ARGV: ledger spent, expected seq ('' = any), now, stale
+# seconds, ttl seconds. Returns -1 when a settle raced the ledger read (caller retries).
+_REPAIR = """
+local seq = redis.call('HGET', KEYS[2], 'seq') or '0'
+if ARGV[2] ~= '' and seq ~= ARGV[2] then return -1 end
+local now = tonumber(ARGV[3])
+local stale = tonumber(ARGV[4])
+local reserved = 0
+local entries = redis.call('HGETALL', KEYS[1])
+for j = 1, #entries, 2 do
+  local amount, ts, keys = string.match(entries[j + 1], '^(%d+)|(%d+)|(.*)$')
+  if now - tonumber(ts) > stale then
+    redis.call('HDEL', KEYS[1], entries[j])
+  elseif string.find(',' .. keys .. ',', ',' .. KEYS[2] .. ',', 1, true) then
+    reserved = reserved + tonumber(amount)
+  end
+end
+redis.call('HSET', KEYS[2], 'spent', ARGV[1], 'reserved', reserved, 'init', 1,
+  'seq', tonumber(seq) + 1)
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
+return reserved
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodKey:
+    """One period a reservation books against: its Redis key, limit field and holdback."""
+
+    key: str
+    limit_field: str
+    holdback: int = 0
+    """Micro-dollars at the top of the limit this caller may not use (emergency reserve)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveOutcome:
+    """What the reserve script answered."""
+
+    granted: bool
+    missing: PeriodKey | None = None
+    """A period not yet loaded from the ledger (or a missing limit): repair, then retry."""
+    refused: PeriodKey | None = None
+    by_holdback: bool = False
+    """The refusal only came from the holdback: the full limit still had room."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodState:
+    """Raw counters of one period hash."""
+
+    spent: int
+    reserved: int
+    seq: str
+    loaded: bool
+    fields: dict[str, str]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class ReservationStore:
+    """The Lua scripts bound to one Redis client and key prefix."""
+
+    def __init__(self, client: Redis, prefix: str = "leadpipe:budget") -> None:
+        self.redis = client
+        self.prefix = prefix
+        self.resv_key = f"{prefix}:resv"
+        self.limits_key = f"{prefix}:limits"
+        self._reserve = client.register_script(_RESERVE)
+        self._settle = client.register_script(_SETTLE)
+        self._repair = client.register_script(_REPAIR)
+
+    def period_key(self, scope: str, period: str, start: str) -> str:
+        """The Redis key of one period of one scope (``global`` or ``campaign:<id>``)."""
+        return f"{self.prefix}:p:{scope}:{period}:{start}"
+
+    def reserve(
+        self, rid: str, amount: int, periods: Sequence[PeriodKey], *, now: int
+    ) -> ReserveOutcome:
+        """Book ``amount`` against every period, or against none."""
+        argv: list[Any] = [amount, rid, now]
+        for p in periods:
+            argv += [p.limit_field, p.holdback]
+        keys = [self.resv_key, self.limits_key, *(p.key for p in periods)]
+        code, index, *rest = self._reserve(keys=keys, args=argv)
+        if int(code) == 1:
+            return ReserveOutcome(granted=True)
+        period = periods[int(index) - 1]
+        if int(code) == -1:
+            return ReserveOutcome(granted=False, refused=period, by_holdback=bool(int(rest[0])))
+        return ReserveOutcome(granted=False, missing=period)
+
+    def settle(self, rid: str, actual: int, keys: Sequence[str]) -> bool:
+        """Move a reservation to spent at ``actual``; False when it was already gone."""
+        return bool(self._settle(keys=[self.resv_key, *keys], args=[rid, actual]))
+
+    def release(self, rid: str, keys: Sequence[str]) -> bool:
+        """Drop a reservation without spending anything."""
+        return self.settle(rid, 0, keys)
+
+    def repair(
+        self, key: str, spent: int, *, expected_seq: str | None, now: int, stale_s: int, ttl_s: int
+    ) -> bool:
+        """Overwrite ``spent`` from the ledger and recount live reservations.
+
+        Returns False when a settle happened since ``expected_seq`` was read (read again).
+        """
+        result = self._repair(
+            keys=[self.resv_key, key],
+            args=[spent, "" if expected_seq is None else expected_seq, now, stale_s, ttl_s],
+        )
+        return int(result) >= 0
+
+    def state(self, key: str) -> PeriodState:
+        """The counters of one period."""
+        raw = {_text(k): _text(v) for k, v in self.redis.hgetall(key).items()}
+        return PeriodState(
+            spent=int(raw.get("spent", 0)),
+            reserved=int(raw.get("reserved", 0)),
+            seq=raw.get("seq", "0"),
+            loaded="init" in raw,
+            fields=raw,
+        )
+
+    def set_limits(self, limits: Mapping[str, int]) -> None:
+        """Write limit fields (micro-dollars) read by the reserve script."""
+        if limits:
+            mapping: dict[str | bytes, bytes | str | int] = dict(limits.items())
+            self.redis.hset(self.limits_key, mapping=mapping)  # type: ignore[arg-type]
+
+    def limits(self) -> dict[str, int]:
+        """Every limit field currently in Redis."""
+        return {_text(k): int(v) for k, v in self.redis.hgetall(self.limits_key).items()}
+
+    def mark(self, key: str, field: str) -> bool:
+        """Set a flag field once; True only for the caller that set it (alerts, exhaustion)."""
+        return bool(self.redis.hsetnx(key, field, 1))
+
+    def unmark(self, key: str, *fields: str) -> None:
+        """Clear flag fields."""
+        if fields:
+            self.redis.hdel(key, *fields)

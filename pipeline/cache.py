@@ -1,0 +1,73 @@
+"""Redis response cache, keyed on the content of the prompt (seed 003 section 3.3).
+
+The key is the stage, the model the router asked for and a SHA-256 of the prompt text and its
+template version, so two council members asking different models never share an answer, and a
+changed template never serves a stale one. TTLs follow seed 003 (classify 30 days, score 7 days,
+website analysis 1 day, emails 1 hour) and are multiplied by the budget throttle's factor (x5 from
+level 4). A hit costs nothing and is recorded in the ledger with ``cache_hit``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from db.enums import Stage
+from pipeline.models import Prompt, Route
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+DAY = 24 * 3600
+TTL_S: dict[Stage, int] = {
+    Stage.CLASSIFY: 30 * DAY,
+    Stage.SCORE: 7 * DAY,
+    Stage.ANALYZE: DAY,
+    Stage.DEMO: DAY,
+    Stage.PERSONALIZE: 3600,
+    Stage.JUDGE: 3600,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnswer:
+    """A stored answer and the model that gave it."""
+
+    text: str
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseCache:
+    """Get and put answers; ``multiplier`` reads the current TTL factor (throttle level 4+)."""
+
+    redis: Redis
+    multiplier: Callable[[], int] = lambda: 1
+
+    @staticmethod
+    def key(stage: Stage, requested: str, prompt: Prompt) -> str:
+        """The cache key for a prompt sent to ``requested`` (``provider:model``) at ``stage``."""
+        digest = hashlib.sha256(
+            "\x00".join((prompt.version, prompt.system, prompt.user)).encode()
+        ).hexdigest()
+        return f"cache:{stage.value}:{requested}:{digest}"
+
+    def get(self, stage: Stage, requested: str, prompt: Prompt) -> CachedAnswer | None:
+        """The stored answer, if any and still fresh."""
+        raw = self.redis.get(self.key(stage, requested, prompt))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return CachedAnswer(str(data["text"]), str(data["provider"]), str(data["model"]))
+
+    def put(self, stage: Stage, requested: str, prompt: Prompt, text: str, route: Route) -> None:
+        """Store an answer for the stage's TTL times the current multiplier."""
+        ttl = TTL_S.get(stage, 0) * self.multiplier()
+        if ttl <= 0:
+            return
+        value = json.dumps({"text": text, "provider": route.provider, "model": route.model})
+        self.redis.set(self.key(stage, requested, prompt), value, ex=ttl)

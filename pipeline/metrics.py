@@ -1,0 +1,200 @@
+"""Prometheus metrics: per-call counters fed by the gateway, state gauges read at scrape time.
+
+Counters and the latency histogram live in this process (the gateway calls
+:func:`observe_call` once per ledger row). Queue depth, paused queues, budget use and the throttle
+level are shared state, so :class:`StateCollector` reads them from Redis and the database when
+Prometheus scrapes, never from a copy that could be stale. ``workers/metrics_server.py`` serves
+the registry from each worker's main process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import structlog
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.enums import CallStatus
+from db.models import LLMCall, QueueState
+from pipeline import budget_db
+from pipeline.throttle import Period, throttle_level, window
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from pipeline.budget import BudgetGuard
+
+log = structlog.get_logger(__name__)
+
+BudgetReading = Callable[[], tuple[dict[str, Decimal], int]]
+"""Returns (used ratio per period, throttle level) for the global budget."""
+
+LLM_CALLS = Counter(
+    "leadpipe_llm_calls",
+    "Model call attempts (one per ledger row).",
+    ["stage", "model", "provider", "status"],
+)
+LLM_TOKENS = Counter("leadpipe_llm_tokens", "Billed tokens.", ["stage", "model", "direction"])
+LLM_COST = Counter("leadpipe_llm_cost_usd", "Billed cost in USD.", ["stage", "model"])
+LLM_LATENCY = Histogram(
+    "leadpipe_llm_latency_seconds",
+    "Wall time of one model call attempt.",
+    ["stage", "model"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60),
+)
+CACHE_HITS = Counter("leadpipe_cache_hits", "Calls answered from the response cache.", ["stage"])
+FALLBACKS = Counter(
+    "leadpipe_fallbacks", "Call attempts on a fallback model (the primary had failed).", ["stage"]
+)
+
+
+def observe_call(row: LLMCall) -> None:
+    """Count one ledger row: call, tokens, cost, latency, cache hit, fallback."""
+    stage, model = row.stage, row.model
+    status = CallStatus.OK.value if row.status == CallStatus.OK else CallStatus.ERROR.value
+    LLM_CALLS.labels(stage, model, row.provider, status).inc()
+    LLM_TOKENS.labels(stage, model, "input").inc(row.prompt_tokens)
+    LLM_TOKENS.labels(stage, model, "output").inc(row.completion_tokens)
+    LLM_COST.labels(stage, model).inc(float(row.cost_usd))
+    LLM_LATENCY.labels(stage, model).observe(row.latency_ms / 1000)
+    if row.cache_hit:
+        CACHE_HITS.labels(stage).inc()
+    if row.fallback_from:
+        FALLBACKS.labels(stage).inc()
+
+
+def queue_depths(redis: Redis, queue_keys: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    """Messages waiting per queue: the sum of ``LLEN`` over the queue's Redis lists.
+
+    Args:
+        redis: the broker's Redis.
+        queue_keys: queue name -> its Redis list keys (one per priority level on Redis).
+    """
+    pipe = redis.pipeline(transaction=False)
+    for keys in queue_keys.values():
+        for key in keys:
+            pipe.llen(key)
+    lengths = iter(pipe.execute())
+    return {queue: sum(int(next(lengths)) for _ in keys) for queue, keys in queue_keys.items()}
+
+
+def paused_queues(session: Session) -> dict[str, bool]:
+    """Queue name -> paused, from the ``queue_state`` table (queues never paused are absent)."""
+    rows = session.execute(select(QueueState.queue, QueueState.paused))
+    return dict(rows.all())
+
+
+def ledger_budget_ratios(
+    session: Session, *, limits: Mapping[str, Decimal], timezone: str, now: dt.datetime
+) -> dict[str, Decimal]:
+    """Global spend / limit per current calendar period, from the ``llm_calls`` ledger.
+
+    Limits stored with ``leadpipe budget set`` win over ``limits`` (the settings' defaults).
+    """
+    stored = {period: v for (camp, period), v in budget_db.load_limits(session).items() if not camp}
+    ratios = {}
+    for period in Period:
+        limit = stored.get(period.value, limits.get(period.value))
+        if limit is None or limit <= 0:
+            continue
+        spent = budget_db.ledger_spent(session, window(period, now, timezone))
+        ratios[period.value] = spent / limit
+    return ratios
+
+
+def guard_reading(guard: BudgetGuard) -> BudgetReading:
+    """Budget use as the budget guard sees it (Redis counters, reservations settled)."""
+
+    def read() -> tuple[dict[str, Decimal], int]:
+        status = guard.status()
+        ratios = {p.window.period.value: p.pct for p in status.periods if p.scope == "global"}
+        return ratios, status.throttle_level
+
+    return read
+
+
+def ledger_reading(
+    factory: sessionmaker[Session],
+    *,
+    limits: Mapping[str, Decimal],
+    timezone: str,
+    thresholds: Sequence[Decimal],
+) -> BudgetReading:
+    """Budget use from the ledger, for processes that run without a budget guard."""
+
+    def read() -> tuple[dict[str, Decimal], int]:
+        with factory() as session:
+            ratios = ledger_budget_ratios(
+                session, limits=limits, timezone=timezone, now=dt.datetime.now(dt.UTC)
+            )
+        return ratios, throttle_level(max(ratios.values(), default=Decimal(0)), thresholds)
+
+    return read
+
+
+class StateCollector(Collector):
+    """Gauges read at scrape time: queue depth, paused queues, budget use, throttle level."""
+
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        session_factory: sessionmaker[Session],
+        queue_keys: Mapping[str, Sequence[str]],
+        budget: BudgetReading,
+    ) -> None:
+        self._redis = redis
+        self._factory = session_factory
+        self._queue_keys = queue_keys
+        self._budget = budget
+
+    def collect(self) -> Iterator[Metric]:
+        """One family per state; a family whose source is unreachable is left out."""
+        depth = GaugeMetricFamily(
+            "leadpipe_queue_depth", "Messages waiting in the queue.", labels=["queue"]
+        )
+        paused = GaugeMetricFamily(
+            "leadpipe_queue_paused", "1 when the queue is paused (queue_state).", labels=["queue"]
+        )
+        try:
+            for queue, n in queue_depths(self._redis, self._queue_keys).items():
+                depth.add_metric([queue], n)
+            yield depth
+        except RedisError as exc:
+            log.warning("metrics_queue_depth_failed", error=str(exc))
+        try:
+            with self._factory() as session:
+                state = paused_queues(session)
+            for queue in self._queue_keys:
+                paused.add_metric([queue], 1 if state.get(queue) else 0)
+            yield paused
+        except SQLAlchemyError as exc:
+            log.warning("metrics_paused_queues_failed", error=str(exc))
+        yield from self._budget_families()
+
+    def _budget_families(self) -> Iterator[Metric]:
+        try:
+            ratios, level = self._budget()
+        except (RedisError, SQLAlchemyError) as exc:
+            log.warning("metrics_budget_failed", error=str(exc))
+            return
+        used = GaugeMetricFamily(
+            "leadpipe_budget_used_ratio",
+            "Global spend / limit in the current calendar period (1.0 = limit reached).",
+            labels=["period"],
+        )
+        for period, ratio in sorted(ratios.items()):
+            used.add_metric([period], float(ratio))
+        yield used
+        yield GaugeMetricFamily(
+            "leadpipe_throttle_level", "Budget throttle level 0..5.", value=level
+        )

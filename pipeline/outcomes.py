@@ -1,0 +1,73 @@
+"""Importing outcomes (replies, meetings) from the sending tool, matched by lead email."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import Email, Lead, Outcome
+
+TRUE = frozenset({"1", "true", "yes", "y", "replied", "booked"})
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """How many rows matched a sent email, and the rows that did not (with reasons)."""
+
+    imported: int
+    rejects: list[dict[str, object]]
+
+
+def _flag(value: object) -> bool:
+    return str(value or "").strip().lower() in TRUE
+
+
+def _rows(text: str, fmt: str) -> list[tuple[int, dict[str, str]]]:
+    if fmt == "jsonl":
+        return [
+            (n, json.loads(line)) for n, line in enumerate(text.splitlines(), 1) if line.strip()
+        ]
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    return [
+        (reader.line_num, {k.strip().lower(): v for k, v in row.items() if k}) for row in reader
+    ]
+
+
+def import_outcomes(session: Session, text: str, *, fmt: str, source: str) -> ImportResult:
+    """Record replied/meeting per lead email for the most recent emailed run of that lead.
+
+    Rows need ``email`` and ``replied`` (and optionally ``meeting``); a row is idempotent: a
+    second import of the same lead and run updates the earlier outcome.
+    """
+    imported, rejects = 0, []
+    for row_number, row in _rows(text, fmt):
+        address = str(row.get("email", "")).strip().lower()
+        if not address:
+            rejects.append({"row": row_number, "reason": "missing email"})
+            continue
+        match = session.execute(
+            select(Email.lead_id, Email.run_id)
+            .join(Lead, Lead.id == Email.lead_id)
+            .where(Lead.email == address)
+            .order_by(Email.id.desc())
+            .limit(1)
+        ).first()
+        if match is None:
+            rejects.append({"row": row_number, "reason": f"no email was sent to {address}"})
+            continue
+        outcome = session.scalars(
+            select(Outcome).where(Outcome.lead_id == match.lead_id, Outcome.run_id == match.run_id)
+        ).first()
+        if outcome is None:
+            outcome = Outcome(lead_id=match.lead_id, run_id=match.run_id)
+            session.add(outcome)
+        outcome.replied = _flag(row.get("replied"))
+        outcome.meeting = _flag(row.get("meeting"))
+        outcome.source = source
+        imported += 1
+    return ImportResult(imported, rejects)

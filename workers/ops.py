@@ -1,0 +1,56 @@
+"""Periodic and ops tasks on the ``ops`` queue: budget reconcile, rollover resume, webhooks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pipeline.budget import BudgetGuard
+from pipeline.errors import TransientError
+from pipeline.providers.webhook import post_json
+from pipeline.throttle import PAUSED_AT_LEVEL, Period, window
+from workers.app import app
+from workers.control import queue_states, resume
+from workers.lifecycle import budget_webhook_url, process_deps
+from workers.queues import Queue
+
+
+def _guard() -> BudgetGuard | None:
+    budget = process_deps().budget
+    return budget if isinstance(budget, BudgetGuard) else None
+
+
+@app.task(name="ops.budget_reconcile", queue=Queue.OPS, ignore_result=True)
+def reconcile_budgets() -> None:
+    guard = _guard()
+    if guard is not None:
+        guard.reconcile()
+        guard.check()
+
+
+@app.task(name="ops.budget_rollover", queue=Queue.OPS, ignore_result=True)
+def resume_after_rollover() -> None:
+    guard = _guard()
+    if guard is None or guard.check().throttle_level >= PAUSED_AT_LEVEL:
+        return
+    day = window(Period.DAILY, dt.datetime.now(dt.UTC), guard.config.timezone)
+    deps = process_deps()
+    for name, row in queue_states(deps).items():
+        if row.paused and row.changed_by == "budget" and row.changed_at < day.start:
+            resume(deps, name, by="budget-rollover")
+
+
+@app.task(
+    name="ops.budget_webhook",
+    queue=Queue.OPS,
+    ignore_result=True,
+    autoretry_for=(TransientError,),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    max_retries=8,
+    acks_late=True,
+)
+def send_budget_alert(payload: dict[str, Any]) -> None:
+    url = budget_webhook_url()
+    if url:
+        post_json(url, payload)

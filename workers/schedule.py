@@ -1,0 +1,22 @@
+"""``BEAT_SCHEDULE``: the periodic ops tasks (a plain dict; the campaign scheduler merges it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.schedules import crontab
+
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    # The ledger is the source of truth: repair Redis drift and leaked reservations.
+    "budget-reconcile": {
+        "task": "ops.budget_reconcile",
+        "schedule": 300.0,
+        "options": {"queue": "ops"},
+    },
+    # Every minute: a queue paused by the budget resumes once its period has rolled over.
+    "budget-rollover": {
+        "task": "ops.budget_rollover",
+        "schedule": crontab(minute="*"),
+        "options": {"queue": "ops"},
+    },
+}
