@@ -205,7 +205,7 @@ def bar_chart(
     group = per_bar * len(series) + 12
     top = 36.0 if len(series) > 1 else 12.0
     height = top + group * len(rows) + 40
-    box = (float(label_width), top, width - 110.0, height - 34)
+    box = (float(label_width), top, width - 170.0, height - 34)
     left, _, right, bottom = box
     ticks = nice_ticks(max((v for s in series for v in s.values), default=Decimal(0)), count=4)
     scale = (right - left) / float(ticks[-1])
