@@ -74,6 +74,8 @@ class Deps:
     budget: BudgetView | None = None
     breaker: CircuitBreaker | None = None
     cache: ResponseCache | None = None
+    stage_lease_s: int = 300
+    """A running stage row younger than this belongs to a live task (see stages._common)."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], None] = time.sleep
 

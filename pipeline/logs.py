@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
@@ -57,7 +58,8 @@ def configure_logging(
     Args:
         json_lines: one JSON object per line instead of key=value text.
         level: the lowest level written.
-        stream: where lines go (default: standard output).
+        stream: where lines go (default: standard error, so a CLI's JSON on standard output
+            stays one clean document).
     """
     renderer: Any = (
         structlog.processors.JSONRenderer()
@@ -74,7 +76,7 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
         # Not cached: module-level loggers must follow a later configure_logging() call.
         cache_logger_on_first_use=False,
     )

@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     sender_name: str = "Alex Morgan"
     sender_company: str = "leadpipe"
     worker_concurrency: int = 8
+    stage_lease_s: int = 300
+    """How long a started stage is protected from a concurrent duplicate delivery."""
+    sweep_after_s: int = 4200
+    """A lead with no stage activity for this long is re-dispatched (above visibility timeout)."""
     visibility_timeout_s: int = 3600
     """Seconds before Redis redelivers an unacknowledged task; must exceed the longest task."""
     log_json: bool = False

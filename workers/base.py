@@ -11,7 +11,7 @@ from celery.exceptions import Ignore
 from db.enums import Stage
 from pipeline.budget import BudgetRefused
 from pipeline.errors import PermanentError, TransientError
-from pipeline.stages._common import mark_failed
+from pipeline.stages._common import StageBusy, mark_failed, release
 from workers.lifecycle import process_deps
 
 
@@ -28,10 +28,20 @@ class PipelineTask(Task):  # type: ignore[type-arg]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().__call__(*args, **kwargs)
-        except BudgetRefused as exc:  # park the lead: same message later, retries untouched
-            self.signature_from_request(countdown=exc.retry_after_s).apply_async()
-            structlog.get_logger(__name__).warning("lead_parked", reason=str(exc))
-            raise Ignore() from exc
+        except Exception as exc:
+            cause = getattr(exc, "exc", None) or exc  # autoretry wraps the error in Retry
+            if not isinstance(cause, StageBusy):  # a busy stage's lease is someone else's
+                release(
+                    process_deps(),
+                    lead_id=kwargs["lead_id"],
+                    run_id=kwargs["run_id"],
+                    stage=Stage(self.name.removeprefix("leads.")),
+                )
+            if isinstance(cause, BudgetRefused):  # park: same message later, retries untouched
+                self.signature_from_request(countdown=cause.retry_after_s).apply_async()
+                structlog.get_logger(__name__).warning("lead_parked", reason=str(cause))
+                raise Ignore() from exc
+            raise
 
     def before_start(self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         structlog.contextvars.clear_contextvars()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import chain
 from celery.canvas import Signature
 
+from db.enums import STAGE_ORDER, Stage
 from workers.tasks import (
     analyze_lead,
     classify_lead,
@@ -17,10 +18,13 @@ from workers.tasks import (
 STAGE_TASKS = (classify_lead, score_lead, analyze_lead, demo_lead, personalize_lead, judge_lead)
 
 
-def lead_chain(lead_id: int, run_id: str, priority: int) -> Signature[None]:
-    """classify -> score -> analyze -> demo -> personalize -> judge for one lead."""
+def lead_chain(
+    lead_id: int, run_id: str, priority: int, start: Stage = Stage.CLASSIFY
+) -> Signature[None]:
+    """classify -> score -> analyze -> demo -> personalize -> judge, from ``start`` on."""
+    tasks = STAGE_TASKS[STAGE_ORDER.index(start) :]
     return chain(
-        *(task.si(lead_id=lead_id, run_id=run_id).set(priority=priority) for task in STAGE_TASKS)
+        *(task.si(lead_id=lead_id, run_id=run_id).set(priority=priority) for task in tasks)
     )
 
 

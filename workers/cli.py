@@ -28,6 +28,7 @@ for _command in (
     cli_ops.worker,
     cli_ops.simulator,
     cli_ops.demo,
+    cli_ops.sweep,
     cli_flower.flower,
     cli_campaigns.beat,
 ):

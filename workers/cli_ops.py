@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Annotated
 
@@ -82,3 +83,20 @@ def demo(
     from workers.demo import run_demo
 
     raise typer.Exit(run_demo(leads=leads, latency_scale=latency_scale))
+
+
+def sweep(
+    older_than: Annotated[int | None, typer.Option(help="idle seconds (default: settings)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Re-dispatch leads whose chain was lost (e.g. after a Redis restart without persistence)."""
+    from workers.lifecycle import sweep_after_s
+    from workers.ops import redispatch_stalled
+
+    stalled = redispatch_stalled(sweep_after_s() if older_than is None else older_than)
+    if as_json:
+        typer.echo(
+            json.dumps([{"lead_id": s.lead_id, "resume_at": s.resume_at.value} for s in stalled])
+        )
+    else:
+        typer.echo(f"re-dispatched {len(stalled)} stalled lead(s)")

@@ -61,6 +61,7 @@ def build_deps(settings: Settings) -> Deps:
         ),
         breaker=CircuitBreaker(client),
         budget=guard,
+        stage_lease_s=settings.stage_lease_s,
         cache=ResponseCache(client, lambda: ttl_multiplier(guard.status().throttle_level)),
     )
 
@@ -105,3 +106,8 @@ def _dispose(**_: Any) -> None:
     deps = _deps.pop(os.getpid(), None)
     if deps is not None and deps.redis is not None:
         deps.redis.close()
+
+
+def sweep_after_s() -> int:
+    """Idle seconds after which the sweep re-dispatches a lead (from settings)."""
+    return get_settings().sweep_after_s

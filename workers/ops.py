@@ -1,17 +1,22 @@
-"""Periodic and ops tasks on the ``ops`` queue: budget reconcile, rollover resume, webhooks."""
+"""Periodic and ops tasks on the ``ops`` queue: budget reconcile, rollover resume, webhooks,
+and the sweep that re-dispatches leads whose chain was lost."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
+import structlog
+
 from pipeline.budget import BudgetGuard
 from pipeline.errors import TransientError
 from pipeline.providers.webhook import post_json
+from pipeline.sweep import Stalled, find_stalled
 from pipeline.throttle import PAUSED_AT_LEVEL, Period, window
 from workers.app import app
+from workers.canvas import lead_chain
 from workers.control import queue_states, resume
-from workers.lifecycle import budget_webhook_url, process_deps
+from workers.lifecycle import budget_webhook_url, process_deps, sweep_after_s
 from workers.queues import Queue
 
 
@@ -54,3 +59,21 @@ def send_budget_alert(payload: dict[str, Any]) -> None:
     url = budget_webhook_url()
     if url:
         post_json(url, payload)
+
+
+def redispatch_stalled(older_than_s: int) -> list[Stalled]:
+    """Send a chain again for every lead idle longer than ``older_than_s`` (see pipeline.sweep)."""
+    deps = process_deps()
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than_s)
+    with deps.session_scope() as session:
+        stalled = find_stalled(session, older_than=cutoff)
+    for item in stalled:
+        lead_chain(item.lead_id, item.run_id, item.priority, item.resume_at).apply_async()
+    if stalled:
+        structlog.get_logger(__name__).warning("leads_redispatched", count=len(stalled))
+    return stalled
+
+
+@app.task(name="ops.sweep_stalled", queue=Queue.OPS, ignore_result=True)
+def sweep_stalled() -> None:
+    redispatch_stalled(sweep_after_s())

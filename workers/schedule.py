@@ -19,4 +19,11 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(minute="*"),
         "options": {"queue": "ops"},
     },
+    # Leads whose chain was lost (broker restarted without persistence, a crash between
+    # commit and dispatch) are sent again from their next unfinished stage.
+    "sweep-stalled": {
+        "task": "ops.sweep_stalled",
+        "schedule": 600.0,
+        "options": {"queue": "ops"},
+    },
 }

@@ -77,19 +77,26 @@ def claim(deps: Deps, *, lead_id: int, run_id: str, stage: Stage) -> LeadView | 
             lead = session.get(Lead, lead_id)
             if lead is None:
                 raise LeadNotFound(f"lead {lead_id} does not exist")
+            # Row locks serialise two deliveries taking over the same expired lease.
             rows = session.scalars(
-                select(StageResult).where(
-                    StageResult.lead_id == lead_id, StageResult.run_id == run_id
-                )
+                select(StageResult)
+                .where(StageResult.lead_id == lead_id, StageResult.run_id == run_id)
+                .with_for_update()
             ).all()
             mine = next((r for r in rows if r.stage == stage.value), None)
             if mine is not None and mine.status in FINAL:
                 return None
+            now = dt.datetime.now(dt.UTC)
             if mine is None:
                 session.add(StageResult(lead_id=lead_id, stage=stage.value, run_id=run_id))
+            elif mine.status == StageStatus.RUNNING and _leased(mine, now, deps.stage_lease_s):
+                # Another delivery of this task is running right now (a redelivery after the
+                # visibility timeout, or a sweep): two copies must never both call a model.
+                raise StageBusy(f"{stage.value} for lead {lead_id} is running elsewhere")
             else:
                 mine.attempts += 1
                 mine.status = StageStatus.RUNNING
+                mine.started_at = now
             if lead.status == LeadStatus.QUEUED:
                 lead.status = LeadStatus.RUNNING
             outputs = {r.stage: dict(r.output) for r in rows if r.status in FINAL}
@@ -97,6 +104,32 @@ def claim(deps: Deps, *, lead_id: int, run_id: str, stage: Stage) -> LeadView | 
             return _view(lead, run_id, outputs, strategy)
     except IntegrityError as exc:  # a duplicate delivery claimed the row a moment ago
         raise TransientError(f"{stage.value} for lead {lead_id} claimed concurrently") from exc
+
+
+class StageBusy(TransientError):
+    """A live lease on the stage: retry after it ends."""
+
+
+def _leased(row: StageResult, now: dt.datetime, lease_s: int) -> bool:
+    started = row.started_at
+    if started.tzinfo is None:  # SQLite hands back naive datetimes
+        started = started.replace(tzinfo=dt.UTC)
+    return now - started < dt.timedelta(seconds=lease_s)
+
+
+def release(deps: Deps, *, lead_id: int, run_id: str, stage: Stage) -> None:
+    """End a running stage's lease early (its task failed or was parked and will run again)."""
+    with deps.session_scope() as session:
+        row = session.scalars(
+            select(StageResult).where(
+                StageResult.lead_id == lead_id,
+                StageResult.run_id == run_id,
+                StageResult.stage == stage.value,
+                StageResult.status == StageStatus.RUNNING,
+            )
+        ).first()
+        if row is not None:
+            row.started_at = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 def _view(lead: Lead, run_id: str, outputs: dict[str, dict[str, Any]], strategy: str) -> LeadView:

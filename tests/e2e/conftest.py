@@ -137,6 +137,7 @@ def stack(
             "LEADPIPE_WEB__ALLOW_HOSTS": json.dumps([site]),
             "LEADPIPE_DATA_DIR": str(tmp_path),
             "LEADPIPE_VISIBILITY_TIMEOUT_S": "8",
+            "LEADPIPE_STAGE_LEASE_S": "5",
             "LEADPIPE_WORKER_CONCURRENCY": "6",
         }
     )

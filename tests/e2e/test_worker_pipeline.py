@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -129,6 +130,33 @@ def test_killed_worker_loses_no_lead_and_charges_nothing_twice(
     assert _done(session_factory)[0] < len(expected.leads)
     second = _worker(stack.env, log)
     try:
+        _wait(session_factory, lambda d, t: d == t, timeout=300)
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    _assert_every_lead_judged_once(session_factory, len(expected.leads))
+
+
+def test_broker_losing_every_message_loses_no_lead(
+    stack: E2EStack, session_factory: sessionmaker[Session], tmp_path: Path, redis_url: str
+) -> None:
+    expected = parse_lead_file(SAMPLE)
+    assert _cli(stack.env, "enqueue", str(SAMPLE), "--campaign", "wiped").returncode == 0
+    log = tmp_path / "worker.log"
+    first = _worker(stack.env, log)
+    _wait(session_factory, lambda d, t: d >= max(3, t // 6), timeout=120)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    # Redis restarted without persistence: every queued and unacknowledged message is gone.
+    redis.Redis.from_url(redis_url).flushdb()
+    assert _done(session_factory)[0] < len(expected.leads)
+    second = _worker(stack.env, log)
+    try:
+        time.sleep(3)
+        swept = _cli(stack.env, "sweep", "--older-than", "2", "--json")
+        assert swept.returncode == 0, swept.stderr
+        resumed = json.loads(swept.stdout)
+        assert len(resumed) == len(expected.leads) - _done(session_factory)[0] > 0
         _wait(session_factory, lambda d, t: d == t, timeout=300)
     finally:
         second.terminate()

@@ -9,6 +9,7 @@ from db.models import Email, Lead, LLMCall, ReviewItem, StageResult
 from pipeline.deps import Deps
 from pipeline.simulator import SimulatorServer
 from pipeline.stages import analyze, classify, demo, judge, personalize, score
+from pipeline.stages._common import release
 from tests.factories import ENTERPRISE_ROW, make_batch
 
 pytestmark = pytest.mark.integration
@@ -73,6 +74,8 @@ def test_personalize_outage_is_retried_and_recorded_at_no_cost(
     with pytest.raises(Exception, match="every model failed"):
         personalize.run(deps, lead_id=lead_id, run_id=batch.run_id)
     httpx.post(simulator.url.removesuffix("/v1") + "/_sim/config", json={"fail_models": {}})
+    # the task base releases a failed stage's lease before Celery retries it
+    release(deps, lead_id=lead_id, run_id=batch.run_id, stage=Stage.PERSONALIZE)
     personalize.run(deps, lead_id=lead_id, run_id=batch.run_id)  # the retry succeeds
     judge.run(deps, lead_id=lead_id, run_id=batch.run_id)
     with deps.session_scope() as session:

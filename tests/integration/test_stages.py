@@ -76,6 +76,7 @@ def test_crash_after_model_call_replays_instead_of_paying_again(deps: Deps) -> N
         row = session.scalars(select(StageResult).where(StageResult.stage == "score")).one()
         row.status = StageStatus.RUNNING
         paid = session.scalar(select(func.count()).select_from(LLMCall))
+    deps.stage_lease_s = 0  # the killed task's lease has expired when Redis redelivers
     score.run(deps, lead_id=lead_id, run_id=batch.run_id)
     with deps.session_scope() as session:
         assert session.scalar(select(func.count()).select_from(LLMCall)) == paid
