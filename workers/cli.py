@@ -13,6 +13,7 @@ from rich.console import Console
 from pipeline.batches import batch_progress, create_batch, file_hash
 from pipeline.leads import LeadFileError, ParseResult, parse_lead_file
 from pipeline.routing import Strategy
+from pipeline.settings import get_settings
 from workers import cli_budget, cli_campaigns, cli_flower, cli_ops, cli_outcomes, cli_report
 from workers.context import session_factory
 from workers.progress import wait_for_batch
@@ -94,6 +95,11 @@ def enqueue(
 ) -> None:
     """Validate a lead file, store its good rows and start one chain per lead."""
     from workers.canvas import dispatch
+    from workers.embedded import ensure_embedded_redis
+
+    notice = ensure_embedded_redis(get_settings())
+    if notice:
+        err.print(notice, markup=False, highlight=False)
 
     parsed = _parse_or_exit(path)
     if not parsed.leads:

@@ -25,8 +25,12 @@ def worker(
     from pipeline.routing import load_routing_table
     from pipeline.settings import get_settings
     from workers.app import app
+    from workers.embedded import ensure_embedded_redis
 
     settings = get_settings()
+    notice = ensure_embedded_redis(settings)
+    if notice:
+        typer.echo(notice, err=True)
     try:  # an ops-edited routing table is checked before the worker takes any task
         load_routing_table(settings.routing_table)
     except ConfigError as exc:

@@ -70,3 +70,49 @@ def start_embedded_redis(data_dir: Path, port: int = EMBEDDED_PORT) -> subproces
             raise RuntimeError(f"embedded Redis did not start on port {port}")
         time.sleep(0.05)
     return proc
+
+
+def ensure_embedded_redis(settings: Settings) -> str | None:
+    """With no ``LEADPIPE_REDIS_URL``, make sure the embedded Redis runs (DESIGN.md section 5).
+
+    It is started daemonised, with append-only persistence under ``data_dir/redis``, so it
+    outlives the command that started it and keeps queued work across its own restarts.
+
+    Returns:
+        A one-line notice when it was started now, else None.
+    """
+    if settings.redis_url or port_open("127.0.0.1", EMBEDDED_PORT):
+        return None
+    data = (settings.data_dir / "redis").resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            redis_binary(),
+            "--port",
+            str(EMBEDDED_PORT),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(data / "redis.pid"),
+            "--logfile",
+            str(data / "redis.log"),
+        ],
+        check=True,
+    )
+    deadline = time.monotonic() + 10
+    while not port_open("127.0.0.1", EMBEDDED_PORT):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"embedded Redis did not start on port {EMBEDDED_PORT}")
+        time.sleep(0.05)
+    return (
+        f"started the embedded Redis on 127.0.0.1:{EMBEDDED_PORT} (data in {data}); "
+        f"stop it with: redis-cli -p {EMBEDDED_PORT} shutdown"
+    )

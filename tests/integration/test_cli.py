@@ -86,3 +86,25 @@ def test_worker_refuses_an_invalid_routing_table(env: dict[str, str], tmp_path: 
     result = _cli({**env, "LEADPIPE_ROUTING_TABLE": str(table)}, "worker")
     assert result.returncode == 2
     assert "no price for model 'openai:gpt-99'" in result.stderr
+
+
+def test_without_a_redis_url_the_embedded_redis_is_started(
+    db_url: str, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    import redis
+
+    from workers.embedded import EMBEDDED_PORT, port_open
+
+    if port_open("127.0.0.1", EMBEDDED_PORT):  # a developer's own embedded Redis: reuse-only
+        redis.Redis(port=EMBEDDED_PORT).shutdown(nosave=True)
+    env = {k: v for k, v in os.environ.items() if k != "LEADPIPE_REDIS_URL"}
+    env.update(LEADPIPE_DATABASE_URL=db_url, LEADPIPE_DATA_DIR=str(tmp_path))
+    try:
+        result = _cli(env, "enqueue", str(ROOT / "samples" / "leads.jsonl"), "--campaign", "emb")
+        assert result.returncode == 0, result.stderr
+        assert f"started the embedded Redis on 127.0.0.1:{EMBEDDED_PORT}" in result.stderr
+        client = redis.Redis(port=EMBEDDED_PORT)
+        assert sum(client.llen(k) for k in client.keys("classify*")) == 9  # the chains wait
+        assert (tmp_path / "redis" / "appendonly.aof").exists()
+    finally:
+        redis.Redis(port=EMBEDDED_PORT).shutdown(nosave=True)
