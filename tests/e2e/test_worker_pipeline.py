@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,27 +21,6 @@ from tests.e2e.conftest import E2EStack
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "leads.csv"
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workers", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as fh:
-        return subprocess.Popen(
-            [sys.executable, "-m", "workers", "worker", "--loglevel", "WARNING"],
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def _done(factory: sessionmaker[Session]) -> tuple[int, int]:
@@ -88,23 +65,23 @@ def test_batch_runs_through_real_workers(
     stack: E2EStack, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
     expected = parse_lead_file(SAMPLE)
-    result = _cli(stack.env, "enqueue", str(SAMPLE), "--campaign", "e2e", "--json")
+    result = stack.cli("enqueue", str(SAMPLE), "--campaign", "e2e", "--json")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["accepted"] == len(expected.leads) >= 50
     assert [r["row"] for r in doc["rejects"]] == [r.row for r in expected.rejects]
-    worker = _worker(stack.env, tmp_path / "worker.log")
+    worker = stack.worker(tmp_path / "worker.log")
     try:
         _wait(session_factory, lambda d, t: d == t, timeout=240)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
     _assert_every_lead_judged_once(session_factory, len(expected.leads))
-    report = json.loads(_cli(stack.env, "report", "--campaign", "e2e", "--json").stdout)
+    report = json.loads(stack.cli("report", "--campaign", "e2e", "--json").stdout)
     assert report["simulated"] is True
     assert report["completed"] + report["held_for_review"] == len(expected.leads)
     assert float(report["cost_usd"]) > 0 and set(report["by_stage"]) >= {"classify", "judge"}
-    export = _cli(stack.env, "export", "--campaign", "e2e", "--format", "jsonl")
+    export = stack.cli("export", "--campaign", "e2e", "--format", "jsonl")
     rows = [json.loads(line) for line in export.stdout.splitlines()]
     assert len(rows) == report["completed"]
     assert all(r["subject"] and r["body"] for r in rows)
@@ -121,9 +98,9 @@ def test_killed_worker_loses_no_lead_and_charges_nothing_twice(
     stack: E2EStack, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
     expected = parse_lead_file(SAMPLE)
-    assert _cli(stack.env, "enqueue", str(SAMPLE), "--campaign", "crash").returncode == 0
+    assert stack.cli("enqueue", str(SAMPLE), "--campaign", "crash").returncode == 0
     log = tmp_path / "worker.log"
-    first = _worker(stack.env, log)
+    first = stack.worker(log)
     _wait(session_factory, lambda d, t: d >= max(3, t // 5), timeout=120)
     first.send_signal(signal.SIGKILL)  # no warm shutdown: in-flight tasks stay unacknowledged
     first.wait(timeout=10)
@@ -132,7 +109,7 @@ def test_killed_worker_loses_no_lead_and_charges_nothing_twice(
     # timeout (8 s here) on a worker's first restore pass and then only every ~100 s: let them
     # age first, so the new worker's first pass brings every one of them back.
     time.sleep(10)
-    second = _worker(stack.env, log)
+    second = stack.worker(log)
     try:
         _wait(session_factory, lambda d, t: d == t, timeout=300)
     finally:
@@ -145,19 +122,19 @@ def test_broker_losing_every_message_loses_no_lead(
     stack: E2EStack, session_factory: sessionmaker[Session], tmp_path: Path, redis_url: str
 ) -> None:
     expected = parse_lead_file(SAMPLE)
-    assert _cli(stack.env, "enqueue", str(SAMPLE), "--campaign", "wiped").returncode == 0
+    assert stack.cli("enqueue", str(SAMPLE), "--campaign", "wiped").returncode == 0
     log = tmp_path / "worker.log"
-    first = _worker(stack.env, log)
+    first = stack.worker(log)
     _wait(session_factory, lambda d, t: d >= max(3, t // 6), timeout=120)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
     # Redis restarted without persistence: every queued and unacknowledged message is gone.
     redis.Redis.from_url(redis_url).flushdb()
     assert _done(session_factory)[0] < len(expected.leads)
-    second = _worker(stack.env, log)
+    second = stack.worker(log)
     try:
         time.sleep(3)
-        swept = _cli(stack.env, "sweep", "--older-than", "2", "--json")
+        swept = stack.cli("sweep", "--older-than", "2", "--json")
         assert swept.returncode == 0, swept.stderr
         resumed = json.loads(swept.stdout)
         assert len(resumed) == len(expected.leads) - _done(session_factory)[0] > 0
