@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import session_scope
 from pipeline.breaker import CircuitBreaker
+from pipeline.budget_models import Reservation
 from pipeline.cache import ResponseCache
 from pipeline.providers.base import LLMProvider
 from pipeline.routing import RoutingTable
@@ -33,9 +34,17 @@ class BudgetStatusView(Protocol):
 
 
 class BudgetView(Protocol):
-    """What stages need from the budget guard (``pipeline.budget.BudgetGuard``)."""
+    """What the gateway and stages need from the budget guard (``pipeline.budget.BudgetGuard``)."""
 
     def status(self) -> BudgetStatusView: ...
+
+    def reserve(
+        self, amount: Decimal, *, campaign_id: int | None = None, tier: str | None = None
+    ) -> Reservation: ...
+
+    def settle(self, reservation: Reservation, actual: Decimal) -> None: ...
+
+    def release(self, reservation: Reservation) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

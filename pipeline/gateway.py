@@ -22,7 +22,8 @@ from sqlalchemy import select
 from db.enums import CallStatus, Stage
 from db.models import LLMCall
 from pipeline import metrics
-from pipeline.budget import BudgetGuard, Reservation, estimate_max_cost, estimate_prompt_tokens
+from pipeline.budget import Reservation, estimate_max_cost, estimate_prompt_tokens
+from pipeline.cache import ResponseCache
 from pipeline.deps import Deps
 from pipeline.errors import AllRoutesFailed, ProviderRejected, ProviderUnavailable
 from pipeline.models import GatewayResult, LLMRequest, LLMResponse, Prompt, Route, Usage
@@ -69,7 +70,7 @@ def call_model(
     if replay is not None:
         return replay
     if deps.cache is not None and chain and json_mode:
-        cached = _cache_hit(deps, ctx, prompt, chain[0])
+        cached = _cache_hit(deps, deps.cache, ctx, prompt, chain[0])
         if cached is not None:
             return cached
     run = _ChainRun(deps, ctx, prompt, chain[0].ref if chain else None, json_mode)
@@ -140,7 +141,7 @@ class _ChainRun:
 
 def _reserve(deps: Deps, ctx: CallContext, route: Route, request: LLMRequest) -> Reservation | None:
     """Reserve this attempt's maximum cost (raises BudgetRefused when it does not fit)."""
-    if not isinstance(deps.budget, BudgetGuard):
+    if deps.budget is None:
         return None
     tokens = estimate_prompt_tokens(request.system, request.user)
     cost = estimate_max_cost(deps.routing.catalog, route.ref, tokens, request.max_tokens)
@@ -153,7 +154,7 @@ def _complete(
     try:
         return provider.complete(request)
     except BaseException:
-        if reservation is not None and isinstance(deps.budget, BudgetGuard):
+        if reservation is not None and deps.budget is not None:
             deps.budget.release(reservation)
         raise
 
@@ -195,7 +196,7 @@ def _settle(
         price_version=price_version,
         error=None if usable else f"unusable output (finish_reason={response.finish_reason})",
     )
-    if reservation is not None and isinstance(deps.budget, BudgetGuard):
+    if reservation is not None and deps.budget is not None:
         deps.budget.settle(reservation, cost)  # after the ledger row: reconcile stays safe
     if not usable or data is None:
         return None
@@ -272,11 +273,10 @@ def _record(
 
 
 def _cache_hit(
-    deps: Deps, ctx: CallContext, prompt: Prompt, requested: Route
+    deps: Deps, cache: ResponseCache, ctx: CallContext, prompt: Prompt, requested: Route
 ) -> GatewayResult | None:
     """A cached answer to the same prompt for the same requested model: $0, one ledger row."""
-    assert deps.cache is not None
-    hit = deps.cache.get(ctx.stage, requested.ref, prompt)
+    hit = cache.get(ctx.stage, requested.ref, prompt)
     data = parse_json_object(hit.text) if hit is not None else None
     if hit is None or data is None:
         return None
