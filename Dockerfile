@@ -14,12 +14,13 @@ COPY pyproject.toml README.md ./
 COPY pipeline ./pipeline
 COPY workers ./workers
 COPY db ./db
+COPY simulator ./simulator
 COPY templates ./templates
 COPY samples ./samples
 RUN pip install . \
     && useradd --system --create-home --home-dir /var/lib/leadpipe leadpipe
 
 USER leadpipe
-# Templates are read from /app/templates (pipeline/prompts.py resolves them next to the code).
+# Templates are read from /app/templates (pipeline/llm/prompts.py resolves them next to the code).
 ENTRYPOINT ["leadpipe"]
 CMD ["--help"]

@@ -40,7 +40,7 @@ testcov: $(STAMP) services ## tests with branch coverage
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy pipeline db workers
+	$(VENV)/bin/mypy pipeline db workers simulator
 
 .PHONY: format
 format: $(STAMP) ## apply ruff's formatting and safe fixes

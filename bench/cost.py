@@ -33,12 +33,12 @@ from bench.leadgen import site_server, write_leads  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from db.models import Lead, StageResult  # noqa: E402
 from db.session import make_engine, make_session_factory  # noqa: E402
-from pipeline.batches import TERMINAL  # noqa: E402
-from pipeline.catalog import BASELINE_REF  # noqa: E402
+from pipeline.campaigns.batches import TERMINAL  # noqa: E402
+from pipeline.llm.catalog import BASELINE_REF  # noqa: E402
+from pipeline.llm.routing import load_routing_table  # noqa: E402
 from pipeline.models import Usage  # noqa: E402
-from pipeline.report import build_report  # noqa: E402
-from pipeline.routing import load_routing_table  # noqa: E402
-from pipeline.simulator import SimulatorConfig, SimulatorServer  # noqa: E402
+from pipeline.reporting.report import build_report  # noqa: E402
+from simulator import SimulatorConfig, SimulatorServer  # noqa: E402
 
 # DESIGN.md section 6: tokens per call and input share, every lead, every stage, on Sonnet 4.
 REFERENCE_TOKENS = {
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         LEADPIPE_DATA_DIR=str(workdir),
         LEADPIPE_WORKER_CONCURRENCY=str(args.concurrency),
     )
-    cli = [sys.executable, "-m", "workers"]
+    cli = [sys.executable, "-m", "workers.cli"]
     started = time.monotonic()
     enq = subprocess.run(
         [*cli, "enqueue", str(csv_path), "--campaign", "reference-day", "--json"],

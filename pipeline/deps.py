@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import session_scope
-from pipeline.breaker import CircuitBreaker
-from pipeline.budget_models import Reservation
-from pipeline.cache import ResponseCache
-from pipeline.providers.base import LLMProvider
-from pipeline.routing import RoutingTable
-from pipeline.web import WebPolicy
+from pipeline.budget.models import Reservation
+from pipeline.llm.breaker import CircuitBreaker
+from pipeline.llm.cache import ResponseCache
+from pipeline.llm.providers.base import LLMProvider
+from pipeline.llm.routing import RoutingTable
+from pipeline.settings import Settings, default_of
+from pipeline.web.fetch import WebPolicy
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -34,7 +35,7 @@ class BudgetStatusView(Protocol):
 
 
 class BudgetView(Protocol):
-    """What the gateway and stages need from the budget guard (``pipeline.budget.BudgetGuard``)."""
+    """What the gateway and stages need from the budget guard (``budget.guard.BudgetGuard``)."""
 
     def status(self) -> BudgetStatusView: ...
 
@@ -60,13 +61,15 @@ class RetryPolicy:
 class RoutingPolicy:
     """Cost-control knobs the stages apply (from settings; seed 000 and issue 4)."""
 
-    spend_cap_ratio: Decimal = Decimal("0.0000002")
+    spend_cap_ratio: Decimal = field(
+        default_factory=lambda: default_of(Settings, "spend_cap_ratio")
+    )
     """A lead's spend cap is its estimated value times this ratio ($14,000 -> $0.0028)."""
-    ab_testing: bool = True
+    ab_testing: bool = default_of(Settings, "ab_testing")
     borderline_margin: float = 0.05
     """A cheap judge's score this close to the gate is checked again by the strongest judge."""
-    sender_name: str = "Alex Morgan"
-    sender_company: str = "leadpipe"
+    sender_name: str = default_of(Settings, "sender_name")
+    sender_company: str = default_of(Settings, "sender_company")
 
 
 @dataclass(slots=True)
@@ -78,12 +81,12 @@ class Deps:
     routing: RoutingTable
     web_policy: WebPolicy = field(default_factory=WebPolicy)
     redis: Redis | None = None
-    demo_tiers: frozenset[str] = frozenset({"enterprise"})
+    demo_tiers: frozenset[str] = frozenset(default_of(Settings, "demo_tiers"))
     policy: RoutingPolicy = field(default_factory=lambda: RoutingPolicy())
     budget: BudgetView | None = None
     breaker: CircuitBreaker | None = None
     cache: ResponseCache | None = None
-    stage_lease_s: int = 300
+    stage_lease_s: int = default_of(Settings, "stage_lease_s")
     """A running stage row younger than this belongs to a live task (see stages._common)."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], None] = time.sleep

@@ -25,13 +25,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.enums import CallStatus
 from db.models import LLMCall, QueueState
-from pipeline import budget_db
-from pipeline.throttle import Period, throttle_level, window
+from pipeline.budget import queries as budget_db
+from pipeline.budget.throttle import Period, throttle_level, window
 
 if TYPE_CHECKING:
     from redis import Redis
 
-    from pipeline.budget import BudgetGuard
+    from pipeline.budget.guard import BudgetGuard
 
 log = structlog.get_logger(__name__)
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import functools
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_REDIS_PORT = 6390
+"""Port of the zero-setup Redis that ``leadpipe`` starts when ``LEADPIPE_REDIS_URL`` is unset."""
 
 
 class ProviderSettings(BaseModel):
@@ -104,11 +107,24 @@ class Settings(BaseSettings):
     flower_address: str = "127.0.0.1"
     flower_port: int = 5555
 
+    def resolved_redis_url(self) -> str:
+        """The configured Redis URL, or the embedded server's (started by the CLI, not here)."""
+        return self.redis_url or f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
+
     def resolved_database_url(self) -> str:
         """Return the database URL, defaulting to a SQLite file in ``data_dir``."""
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'leadpipe.db').resolve()}"
+
+
+def default_of(model: type[BaseModel], name: str) -> Any:
+    """The one default of a settings field, for the plain value objects built from settings.
+
+    ``WebPolicy``, ``RoutingPolicy``, ``BudgetConfig`` and ``Deps`` take their defaults from here,
+    so a default is written once, in this module.
+    """
+    return model.model_fields[name].get_default(call_default_factory=True)
 
 
 @functools.cache

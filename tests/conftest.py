@@ -14,10 +14,10 @@ from db.base import Base
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from pipeline.deps import Deps, RetryPolicy
-from pipeline.providers import build_providers, make_http_client
-from pipeline.routing import RoutingTable, load_routing_table
-from pipeline.simulator import SimulatorConfig, SimulatorServer
-from pipeline.web import WebPolicy
+from pipeline.llm.providers import build_providers, make_http_client
+from pipeline.llm.routing import RoutingTable, load_routing_table
+from pipeline.web.fetch import WebPolicy
+from simulator import SimulatorConfig, SimulatorServer
 
 DB_URL = os.environ.get("LEADPIPE_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("LEADPIPE_TEST_REDIS_URL")

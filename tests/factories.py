@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from pipeline.batches import NewBatch, create_batch
-from pipeline.leads import parse_lead_text
+from pipeline.campaigns.batches import NewBatch, create_batch
+from pipeline.ingest.leads import parse_lead_text
 
 HEADER = (
     "Company Name,Website URL,Email,First Name,Job Title,Industry,Number of Employees,"

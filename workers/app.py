@@ -5,14 +5,13 @@ from __future__ import annotations
 from celery import Celery
 
 from pipeline.settings import get_settings
-from workers.embedded import redis_url_for
 from workers.queues import Queue
 from workers.schedule import BEAT_SCHEDULE
 
 
 def make_app() -> Celery:
     settings = get_settings()
-    broker = redis_url_for(settings)
+    broker = settings.resolved_redis_url()
     celery = Celery(
         "leadpipe",
         broker=broker,

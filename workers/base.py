@@ -9,7 +9,7 @@ from celery import Task
 from celery.exceptions import Ignore
 
 from db.enums import Stage
-from pipeline.budget import BudgetRefused
+from pipeline.budget.guard import BudgetRefused
 from pipeline.errors import PermanentError, TransientError
 from pipeline.stages._common import StageBusy, mark_failed, release
 from workers.lifecycle import process_deps

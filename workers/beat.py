@@ -18,8 +18,8 @@ from celery.schedules import crontab
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.base import utcnow
-from pipeline.campaigns import ScheduledCampaign, due_schedules
-from pipeline.cron import parse_cron
+from pipeline.campaigns.cron import parse_cron
+from pipeline.campaigns.schedules import ScheduledCampaign, due_schedules
 from workers.context import session_factory
 from workers.queues import Queue
 from workers.schedule import BEAT_SCHEDULE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import structlog
 
-from pipeline.campaigns import run_campaign
+from pipeline.campaigns.schedules import run_campaign
 from workers.app import app
 from workers.canvas import dispatch
 from workers.lifecycle import process_deps

@@ -1,24 +1,21 @@
 """Pausing and resuming queues: Celery consumer control, persisted in ``queue_state``.
 
 ``cancel_consumer`` alone is forgotten when a worker restarts, so every pause is stored and a
-starting worker drops paused queues before its consumer starts (``celeryd_after_setup``), with
-``worker_ready`` as a second check. Messages stay in Redis while a queue is paused.
+starting worker drops paused queues before its consumer starts (the signal handlers in
+``workers/lifecycle.py``). Messages stay in Redis while a queue is paused.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import structlog
-from celery.signals import celeryd_after_setup, worker_ready
 from sqlalchemy import select
 
 from db.models import QueueState
+from pipeline.budget.throttle import PAUSE_QUEUES, PAUSED_AT_LEVEL
 from pipeline.deps import Deps
-from pipeline.throttle import PAUSE_QUEUES, PAUSED_AT_LEVEL
 from workers.app import app
-from workers.lifecycle import process_deps
 from workers.queues import ALL_QUEUES
 
 log = structlog.get_logger(__name__)
@@ -71,27 +68,8 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def budget_level_hook(old: int, new: int, reason: str) -> None:
+def budget_level_hook(deps: Deps, old: int, new: int, reason: str) -> None:
     """Throttle level 5 pauses ``analyze`` and ``demo`` (resumed by ops or on rollover)."""
     if new >= PAUSED_AT_LEVEL > old:
         for queue in PAUSE_QUEUES:
-            pause(process_deps(), queue, reason=f"throttle level 5: {reason}", by="budget")
-
-
-@celeryd_after_setup.connect
-def _drop_paused_queues(sender: str, instance: Any, **_: Any) -> None:
-    deps = process_deps()
-    selected = list(instance.app.amqp.queues.keys())
-    if deps.redis is not None:
-        deps.redis.hset(WORKERS_KEY, sender, ",".join(selected))
-    for name, row in queue_states(deps).items():
-        if row.paused and name in selected and len(instance.app.amqp.queues) > 1:
-            instance.app.amqp.queues.deselect(name)
-            log.warning("queue_kept_paused", queue=name, worker=sender, reason=row.reason)
-
-
-@worker_ready.connect
-def _cancel_paused_queues(sender: Any, **_: Any) -> None:
-    for name, row in queue_states(process_deps()).items():
-        if row.paused and sender.task_consumer.consuming_from(name):
-            sender.cancel_task_queue(name)
+            pause(deps, queue, reason=f"throttle level 5: {reason}", by="budget")

@@ -7,23 +7,27 @@ import threading
 from typing import Any
 
 import redis
-from celery.signals import worker_process_shutdown
+import structlog
+from celery.signals import celeryd_after_setup, worker_process_shutdown, worker_ready
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.reservations import ReservationStore
 from db.session import make_engine, make_session_factory
-from pipeline.breaker import CircuitBreaker
-from pipeline.budget import BudgetConfig, BudgetGuard
-from pipeline.cache import ResponseCache
+from pipeline.budget.guard import BudgetConfig, BudgetGuard
+from pipeline.budget.reservations import ReservationStore
+from pipeline.budget.throttle import ttl_multiplier
 from pipeline.deps import Deps, RoutingPolicy
+from pipeline.llm.breaker import CircuitBreaker
+from pipeline.llm.cache import ResponseCache
+from pipeline.llm.providers import build_providers, make_http_client
+from pipeline.llm.routing import load_routing_table
 from pipeline.logs import configure_logging
-from pipeline.providers import build_providers, make_http_client
-from pipeline.routing import load_routing_table
 from pipeline.settings import Settings, get_settings
-from pipeline.throttle import ttl_multiplier
-from pipeline.web import WebPolicy
-from workers.embedded import redis_url_for
+from pipeline.web.fetch import WebPolicy
+from workers.app import app
+from workers.control import WORKERS_KEY, budget_level_hook, queue_states
+from workers.queues import Queue
 
+log = structlog.get_logger(__name__)
 _lock = threading.Lock()
 _deps: dict[int, Deps] = {}
 
@@ -33,8 +37,7 @@ def build_deps(settings: Settings) -> Deps:
     routing = load_routing_table(settings.routing_table)
     engine = make_engine(settings.resolved_database_url())
     http = make_http_client()
-    web = settings.web
-    client = redis.Redis.from_url(redis_url_for(settings))
+    client = redis.Redis.from_url(settings.resolved_redis_url())
     factory = make_session_factory(engine)
     guard = _budget_guard(settings, client, factory)
     return Deps(
@@ -43,14 +46,7 @@ def build_deps(settings: Settings) -> Deps:
             settings.providers, simulator_url=settings.simulator_url, http=http
         ),
         routing=routing,
-        web_policy=WebPolicy(
-            allow_hosts=frozenset(web.allow_hosts),
-            mirror_url=web.mirror_url,
-            timeout_s=web.timeout_s,
-            max_bytes=web.max_bytes,
-            max_redirects=web.max_redirects,
-            max_text_chars=web.max_text_chars,
-        ),
+        web_policy=WebPolicy.from_settings(settings.web),
         redis=client,
         demo_tiers=frozenset(settings.demo_tiers),
         policy=RoutingPolicy(
@@ -69,16 +65,15 @@ def build_deps(settings: Settings) -> Deps:
 def _budget_guard(
     settings: Settings, client: redis.Redis, factory: sessionmaker[Session]
 ) -> BudgetGuard:
-    from workers.control import budget_level_hook  # imports this module: bind late
+    def on_level(old: int, new: int, reason: str) -> None:
+        budget_level_hook(process_deps(), old, new, reason)
 
-    def notify(payload: dict[str, Any]) -> None:
-        from workers.ops import send_budget_alert
-
-        send_budget_alert.delay(payload)
+    def notify(payload: dict[str, Any]) -> None:  # ``ops.budget_webhook`` in workers/ops.py
+        app.send_task("ops.budget_webhook", args=[payload], queue=Queue.OPS)
 
     config = BudgetConfig.from_settings(settings.budget)
     store = ReservationStore(client)
-    return BudgetGuard(store, factory, config, on_level=budget_level_hook, notify=notify)
+    return BudgetGuard(store, factory, config, on_level=on_level, notify=notify)
 
 
 def budget_webhook_url() -> str | None:
@@ -111,3 +106,22 @@ def _dispose(**_: Any) -> None:
 def sweep_after_s() -> int:
     """Idle seconds after which the sweep re-dispatches a lead (from settings)."""
     return get_settings().sweep_after_s
+
+
+@celeryd_after_setup.connect
+def _drop_paused_queues(sender: str, instance: Any, **_: Any) -> None:
+    deps = process_deps()
+    selected = list(instance.app.amqp.queues.keys())
+    if deps.redis is not None:
+        deps.redis.hset(WORKERS_KEY, sender, ",".join(selected))
+    for name, row in queue_states(deps).items():
+        if row.paused and name in selected and len(instance.app.amqp.queues) > 1:
+            instance.app.amqp.queues.deselect(name)
+            log.warning("queue_kept_paused", queue=name, worker=sender, reason=row.reason)
+
+
+@worker_ready.connect
+def _cancel_paused_queues(sender: Any, **_: Any) -> None:
+    for name, row in queue_states(process_deps()).items():
+        if row.paused and sender.task_consumer.consuming_from(name):
+            sender.cancel_task_queue(name)

@@ -14,7 +14,7 @@ from celery import Celery
 from celery.signals import worker_ready
 from prometheus_client import REGISTRY, start_http_server
 
-from pipeline.budget import BudgetConfig, BudgetGuard
+from pipeline.budget.guard import BudgetConfig, BudgetGuard
 from pipeline.metrics import StateCollector, guard_reading, ledger_reading
 from pipeline.settings import get_settings
 from workers.app import app

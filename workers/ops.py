@@ -8,11 +8,11 @@ from typing import Any
 
 import structlog
 
-from pipeline.budget import BudgetGuard
+from pipeline.budget.guard import BudgetGuard
+from pipeline.budget.throttle import PAUSED_AT_LEVEL, Period, window
+from pipeline.campaigns.sweep import Stalled, find_stalled
 from pipeline.errors import TransientError
-from pipeline.providers.webhook import post_json
-from pipeline.sweep import Stalled, find_stalled
-from pipeline.throttle import PAUSED_AT_LEVEL, Period, window
+from pipeline.web.webhook import post_json
 from workers.app import app
 from workers.canvas import lead_chain
 from workers.control import queue_states, resume
@@ -62,7 +62,7 @@ def send_budget_alert(payload: dict[str, Any]) -> None:
 
 
 def redispatch_stalled(older_than_s: int) -> list[Stalled]:
-    """Send a chain again for every lead idle longer than ``older_than_s`` (see pipeline.sweep)."""
+    """Send a chain again for every lead idle longer than ``older_than_s`` (see campaigns.sweep)."""
     deps = process_deps()
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than_s)
     with deps.session_scope() as session:

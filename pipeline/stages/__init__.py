@@ -1,1 +1,5 @@
-"""The six stages; each module has ``run(deps, *, lead_id, run_id)``."""
+"""The six stages (each module has ``run(deps, *, lead_id, run_id)``) and the rules they share:
+stage claims and leases, the deterministic classifier, template emails and routing policy.
+
+May import ``llm``, ``web`` and ``budget``; never ``campaigns`` or ``reporting``.
+"""

@@ -19,7 +19,7 @@ from db.enums import LeadStatus, Stage, StageStatus
 from db.models import Campaign, Lead, StageResult
 from pipeline.deps import Deps
 from pipeline.errors import LeadNotFound, TransientError
-from pipeline.gateway import CallContext
+from pipeline.llm.gateway import CallContext
 
 FINAL = (StageStatus.DONE, StageStatus.SKIPPED)
 

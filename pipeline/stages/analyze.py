@@ -7,12 +7,12 @@ from typing import Any
 from db.enums import Stage
 from pipeline.deps import Deps
 from pipeline.errors import FetchRefused
-from pipeline.gateway import call_model
-from pipeline.policy import route_request
-from pipeline.prompts import render
+from pipeline.llm.gateway import call_model
+from pipeline.llm.prompts import render
 from pipeline.stages._common import LeadView, claim, finish
+from pipeline.stages.policy import route_request
 from pipeline.value import LeadSignals, estimate_lead_value, has_enterprise_tech, tier_for
-from pipeline.web import fetch_site
+from pipeline.web.fetch import fetch_site
 
 LIST_KEYS = ("products", "pain_points", "tech_signals")
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from db.enums import Stage
-from pipeline.classifier import CONFIDENT, INDUSTRY_KEYWORDS, classify_by_rules
 from pipeline.deps import Deps
-from pipeline.gateway import call_model
-from pipeline.policy import route_request
-from pipeline.prompts import render
+from pipeline.llm.gateway import call_model
+from pipeline.llm.prompts import render
 from pipeline.stages._common import claim, finish
+from pipeline.stages.classifier import CONFIDENT, INDUSTRY_KEYWORDS, classify_by_rules
+from pipeline.stages.policy import route_request
 
 INDUSTRIES = frozenset({*INDUSTRY_KEYWORDS, "other"})
 INTENTS = frozenset({"high", "medium", "low"})

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from db.enums import Stage, StageStatus
 from pipeline.deps import Deps
-from pipeline.gateway import call_model
-from pipeline.policy import route_request
-from pipeline.prompts import render
+from pipeline.llm.gateway import call_model
+from pipeline.llm.prompts import render
 from pipeline.stages._common import claim, finish
+from pipeline.stages.policy import route_request
 
 
 def run(deps: Deps, *, lead_id: int, run_id: str) -> None:

@@ -12,13 +12,13 @@ from typing import Any
 
 from db.enums import Stage
 from pipeline.deps import Deps
-from pipeline.gateway import call_model
-from pipeline.policy import route_request
-from pipeline.prompts import render
-from pipeline.routing import RouteRequest
+from pipeline.llm.gateway import call_model
+from pipeline.llm.prompts import render
+from pipeline.llm.routing import RouteRequest
 from pipeline.stages._common import LeadView, claim
 from pipeline.stages.judge_record import record_verdict
 from pipeline.stages.personalize import draft_with_model, prompt_for
+from pipeline.stages.policy import route_request
 
 # Seed 000 quality gates per personalisation level.
 GATES = {"template-only": 0.0, "minimal": 0.65, "standard": 0.75, "enhanced": 0.85}

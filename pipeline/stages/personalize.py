@@ -12,13 +12,13 @@ from typing import Any
 
 from db.enums import Stage, Tier
 from pipeline.deps import Deps
-from pipeline.emails import EmailFacts, render_email, template_name, variant_for
 from pipeline.errors import InvalidLLMOutput
-from pipeline.gateway import call_model
+from pipeline.llm.gateway import call_model
+from pipeline.llm.prompts import render
 from pipeline.models import Prompt
-from pipeline.policy import route_request, throttle_level
-from pipeline.prompts import render
 from pipeline.stages._common import LeadView, claim, finish
+from pipeline.stages.emails import EmailFacts, render_email, template_name, variant_for
+from pipeline.stages.policy import route_request, throttle_level
 from pipeline.value import COUNCIL_SIZE
 
 LEVEL_FOR_TIER = {Tier.SMB: "minimal", Tier.MID_MARKET: "standard", Tier.ENTERPRISE: "enhanced"}

@@ -6,10 +6,10 @@ from typing import Any
 
 from db.enums import Stage
 from pipeline.deps import Deps
-from pipeline.gateway import call_model
-from pipeline.policy import AMBIGUOUS, route_request, rule_fit_score
-from pipeline.prompts import render
+from pipeline.llm.gateway import call_model
+from pipeline.llm.prompts import render
 from pipeline.stages._common import claim, finish
+from pipeline.stages.policy import AMBIGUOUS, route_request, rule_fit_score
 from pipeline.value import LeadSignals, estimate_lead_value, has_enterprise_tech, tier_for
 
 

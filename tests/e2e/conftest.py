@@ -23,11 +23,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Lead
-from pipeline.batches import TERMINAL
-from pipeline.simulator import SimulatorConfig, SimulatorServer
+from pipeline.campaigns.batches import TERMINAL
+from simulator import SimulatorConfig, SimulatorServer
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = (sys.executable, "-m", "workers")
+CLI = (sys.executable, "-m", "workers.cli")
 T = TypeVar("T")
 
 

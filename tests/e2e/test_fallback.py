@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.enums import CallStatus, LeadStatus, Stage
 from db.models import Lead, LLMCall
-from pipeline.batches import TERMINAL
-from pipeline.routing import load_routing_table
+from pipeline.campaigns.batches import TERMINAL
+from pipeline.llm.routing import load_routing_table
 from tests.e2e.conftest import ROOT, E2EStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

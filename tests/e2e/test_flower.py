@@ -46,7 +46,10 @@ def call(url: str, *, auth: bool = True, method: str = "GET") -> tuple[int, Any]
 def spawn(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     with log.open("ab") as fh:
         return subprocess.Popen(
-            [sys.executable, "-m", "workers", *args], env=env, stdout=fh, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "workers.cli", *args],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
         )
 
 
@@ -106,7 +109,7 @@ def test_flower_requires_auth_and_shows_worker_queues(stack: str) -> None:
 def test_flower_refuses_public_address_without_password(env: dict[str, str]) -> None:
     env = {k: v for k, v in env.items() if k != "LEADPIPE_FLOWER_PASSWORD"}
     result = subprocess.run(
-        [sys.executable, "-m", "workers", "flower", "--address", "0.0.0.0"],
+        [sys.executable, "-m", "workers.cli", "flower", "--address", "0.0.0.0"],
         env=env,
         capture_output=True,
         text=True,

@@ -132,7 +132,7 @@ def test_html_report_renders_every_chart_in_chromium(
     page = tmp_path / "report.html"
     env = dict(os.environ, LEADPIPE_DATABASE_URL=db_url, LEADPIPE_DATA_DIR=str(tmp_path))
     result = subprocess.run(
-        [sys.executable, "-m", "workers", "report", "--json", "--html", str(page)],
+        [sys.executable, "-m", "workers.cli", "report", "--json", "--html", str(page)],
         env=env,
         capture_output=True,
         text=True,

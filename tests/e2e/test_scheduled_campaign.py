@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.enums import LeadStatus
 from db.models import Batch, Campaign, CampaignSource, Email, Lead
-from pipeline.batches import TERMINAL
-from pipeline.leads import parse_lead_file
+from pipeline.campaigns.batches import TERMINAL
+from pipeline.ingest.leads import parse_lead_file
 from tests.e2e.conftest import E2EStack, stop, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.enums import CallStatus, LeadStatus
 from db.models import Email, Lead, LLMCall
-from pipeline.batches import TERMINAL
-from pipeline.leads import parse_lead_file
+from pipeline.campaigns.batches import TERMINAL
+from pipeline.ingest.leads import parse_lead_file
 from tests.e2e.conftest import E2EStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

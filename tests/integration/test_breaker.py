@@ -4,11 +4,11 @@ from sqlalchemy import select
 
 from db.enums import CallStatus, Stage
 from db.models import LLMCall
-from pipeline.breaker import CircuitBreaker
 from pipeline.deps import Deps
-from pipeline.gateway import CallContext, call_model
-from pipeline.prompts import render
-from pipeline.simulator import SimulatorServer
+from pipeline.llm.breaker import CircuitBreaker
+from pipeline.llm.gateway import CallContext, call_model
+from pipeline.llm.prompts import render
+from simulator import SimulatorServer
 
 pytestmark = pytest.mark.integration
 

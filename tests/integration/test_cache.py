@@ -3,10 +3,10 @@ from sqlalchemy import select
 
 from db.enums import Stage
 from db.models import LLMCall
-from pipeline.cache import TTL_S, ResponseCache
 from pipeline.deps import Deps
-from pipeline.gateway import CallContext, call_model
-from pipeline.prompts import render
+from pipeline.llm.cache import TTL_S, ResponseCache
+from pipeline.llm.gateway import CallContext, call_model
+from pipeline.llm.prompts import render
 
 pytestmark = pytest.mark.integration
 

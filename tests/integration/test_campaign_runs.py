@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Batch, CampaignSource, Lead
-from pipeline.campaigns import (
+from pipeline.campaigns.cron import CronError
+from pipeline.campaigns.schedules import (
     CampaignError,
     add_campaign,
     due_schedules,
@@ -21,7 +22,6 @@ from pipeline.campaigns import (
     remove_campaign,
     run_campaign,
 )
-from pipeline.cron import CronError
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime.now(dt.UTC)

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "workers", *args],
+        [sys.executable, "-m", "workers.cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -93,7 +93,7 @@ def test_without_a_redis_url_the_embedded_redis_is_started(
 ) -> None:
     import redis
 
-    from workers.embedded import EMBEDDED_PORT, port_open
+    from workers.cli.embedded import EMBEDDED_PORT, port_open
 
     if port_open("127.0.0.1", EMBEDDED_PORT):  # a developer's own embedded Redis: reuse-only
         redis.Redis(port=EMBEDDED_PORT).shutdown(nosave=True)

@@ -8,9 +8,9 @@ from db.enums import CallStatus, Stage
 from db.models import LLMCall
 from pipeline.deps import Deps
 from pipeline.errors import AllRoutesFailed
-from pipeline.gateway import CallContext, call_model
-from pipeline.prompts import render
-from pipeline.simulator import SimulatorServer
+from pipeline.llm.gateway import CallContext, call_model
+from pipeline.llm.prompts import render
+from simulator import SimulatorServer
 
 pytestmark = pytest.mark.integration
 CTX = CallContext(Stage.CLASSIFY, None, "run-1", None)

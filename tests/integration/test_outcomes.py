@@ -2,9 +2,9 @@ import pytest
 from sqlalchemy import select
 
 from db.models import Outcome
+from pipeline.campaigns.outcomes import import_outcomes
 from pipeline.deps import Deps
-from pipeline.outcomes import import_outcomes
-from pipeline.report import build_report
+from pipeline.reporting.report import build_report
 from pipeline.stages import analyze, classify, demo, judge, personalize, score
 from tests.factories import ENTERPRISE_ROW, SMB_ROW, make_batch
 

@@ -19,12 +19,12 @@ from sqlalchemy.pool import NullPool
 
 from db.enums import Stage
 from db.models import BudgetEvent, LLMCall
-from db.reservations import ReservationStore
 from db.session import make_engine, make_session_factory
-from pipeline.budget import BudgetConfig, BudgetGuard, BudgetRefused
+from pipeline.budget.guard import BudgetConfig, BudgetGuard, BudgetRefused
+from pipeline.budget.reservations import ReservationStore
 from pipeline.deps import Deps
-from pipeline.gateway import CallContext, call_model
-from pipeline.prompts import render
+from pipeline.llm.gateway import CallContext, call_model
+from pipeline.llm.prompts import render
 
 pytestmark = pytest.mark.integration
 BIG = Decimal(1000)

@@ -7,9 +7,9 @@ from sqlalchemy import select
 from db.enums import CallStatus, EmailStatus, LeadStatus, Stage
 from db.models import Email, Lead, LLMCall, ReviewItem, StageResult
 from pipeline.deps import Deps
-from pipeline.simulator import SimulatorServer
 from pipeline.stages import analyze, classify, demo, judge, personalize, score
 from pipeline.stages._common import release
+from simulator import SimulatorServer
 from tests.factories import ENTERPRISE_ROW, make_batch
 
 pytestmark = pytest.mark.integration

@@ -5,10 +5,10 @@ from sqlalchemy import select, update
 
 from db.enums import Stage, StageStatus
 from db.models import Lead, QueueState, StageResult
+from pipeline.campaigns.sweep import find_stalled
 from pipeline.deps import Deps
 from pipeline.stages import classify, score
 from pipeline.stages._common import StageBusy, claim, release
-from pipeline.sweep import find_stalled
 from tests.factories import ENTERPRISE_ROW, SMB_ROW, make_batch
 
 pytestmark = pytest.mark.integration

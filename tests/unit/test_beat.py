@@ -6,7 +6,7 @@ import datetime as dt
 
 from celery.schedules import crontab
 
-from pipeline.campaigns import ScheduledCampaign
+from pipeline.campaigns.schedules import ScheduledCampaign
 from workers.app import app
 from workers.beat import DatabaseScheduler, campaign_entry
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from pipeline.throttle import (
+from pipeline.budget.throttle import (
     Period,
     crossed,
     estimate_tokens,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from celery.schedules import crontab
 
-from pipeline.campaigns import CampaignError, discover_sources, parse_deadline
-from pipeline.cron import CronError, parse_cron
+from pipeline.campaigns.cron import CronError, parse_cron
+from pipeline.campaigns.schedules import CampaignError, discover_sources, parse_deadline
 
 NOW = dt.datetime(2025, 3, 3, 12, 0, tzinfo=dt.UTC)
 FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")

@@ -1,7 +1,7 @@
 import pytest
 
-from pipeline.classifier import CONFIDENT, classify_by_rules, segment_for
-from pipeline.emails import persona_for, template_name, variant_for
+from pipeline.stages.classifier import CONFIDENT, classify_by_rules, segment_for
+from pipeline.stages.emails import persona_for, template_name, variant_for
 from pipeline.stages.judge import GATES, parse_verdict
 
 

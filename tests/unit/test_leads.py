@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.lead_fields import HEADER_ALIASES, normalise_header
-from pipeline.leads import (
+from pipeline.ingest.fields import HEADER_ALIASES, normalise_header
+from pipeline.ingest.leads import (
     LeadFileError,
     LeadRecord,
     ParseResult,

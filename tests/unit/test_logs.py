@@ -17,10 +17,10 @@ from db.enums import Stage
 from db.models import LLMCall
 from pipeline.deps import Deps
 from pipeline.errors import AllRoutesFailed
-from pipeline.gateway import CallContext, call_model
+from pipeline.llm.gateway import CallContext, call_model
+from pipeline.llm.providers.openai_compat import OpenAICompatible
 from pipeline.logs import configure_logging, mask_secrets
 from pipeline.models import Prompt, Route
-from pipeline.providers.openai_compat import OpenAICompatible
 
 KEY = "sk-test-SECRET-4f9a8b7c6d5e"
 

@@ -5,10 +5,10 @@ import pytest
 from pydantic import SecretStr
 
 from pipeline.errors import ProviderRejected, ProviderUnavailable
+from pipeline.llm.providers import build_providers
+from pipeline.llm.providers.anthropic import AnthropicMessages
+from pipeline.llm.providers.openai_compat import OpenAICompatible
 from pipeline.models import LLMRequest
-from pipeline.providers import build_providers
-from pipeline.providers.anthropic import AnthropicMessages
-from pipeline.providers.openai_compat import OpenAICompatible
 from pipeline.settings import ProviderSettings
 
 REQUEST = LLMRequest(model="m", system="sys", user="hello", max_tokens=50)

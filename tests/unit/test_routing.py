@@ -4,16 +4,16 @@ from pathlib import Path
 import pytest
 
 from db.enums import Stage
-from pipeline.catalog import BASELINE_REF, Catalog
 from pipeline.errors import ConfigError
-from pipeline.models import Usage
-from pipeline.routing import (
+from pipeline.llm.catalog import BASELINE_REF, Catalog
+from pipeline.llm.routing import (
     RouteRequest,
     Strategy,
     complexity_shift,
     load_routing_table,
     parse_routing_table,
 )
+from pipeline.models import Usage
 
 TABLE = load_routing_table()
 HAIKU = "anthropic:claude-3-haiku-20240307"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from pipeline.errors import FetchRefused, TransientError
-from pipeline.web import SitePage, WebPolicy, check_url, fetch_page, fetch_site, html_to_text
+from pipeline.web.fetch import SitePage, WebPolicy, check_url, fetch_page, fetch_site, html_to_text
 
 PUBLIC_IP = "93.184.216.34"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -354,10 +354,12 @@ def test_body_is_capped_and_the_rest_never_read() -> None:
             yield b"b" * 500 + b" END-MARKER "
 
     rec = Recorder(
-        {"acme.example/": lambda request: httpx.Response(
-            200, headers={"content-type": "text/html"}, content=chunks()
-        )}
-    )  # fmt: skip
+        {
+            "acme.example/": lambda request: httpx.Response(
+                200, headers={"content-type": "text/html"}, content=chunks()
+            )
+        }
+    )
     policy = WebPolicy(max_bytes=1000)
     page = fetch_page("https://acme.example/", policy, client=rec.client(), resolver=DNS)
     assert page.truncated is True
@@ -473,10 +475,12 @@ def test_total_timeout_covers_a_slow_drip() -> None:
             yield b"<p>x</p>"
 
     rec = Recorder(
-        {"acme.example/": lambda request: httpx.Response(
-            200, headers={"content-type": "text/html"}, content=drip()
-        )}
-    )  # fmt: skip
+        {
+            "acme.example/": lambda request: httpx.Response(
+                200, headers={"content-type": "text/html"}, content=drip()
+            )
+        }
+    )
     with pytest.raises(TransientError, match=r"over 0.05s"):
         fetch_page(
             "https://acme.example/", WebPolicy(timeout_s=0.05), client=rec.client(), resolver=DNS

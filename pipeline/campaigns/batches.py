@@ -1,0 +1,148 @@
+"""Turning a parsed lead file into a campaign batch, and reading its progress."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.enums import LeadStatus, Tier
+from db.models import Batch, Campaign, Lead, StageResult
+from pipeline.ingest.leads import LeadRecord, ParseResult
+from pipeline.value import LeadSignals, estimate_lead_value, has_enterprise_tech, tier_for
+
+TERMINAL = (LeadStatus.COMPLETED, LeadStatus.HELD, LeadStatus.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class NewBatch:
+    """What ``enqueue`` reports and dispatches."""
+
+    batch_id: str
+    run_id: str
+    leads: list[tuple[int, int]]  # (lead id, message priority)
+
+
+def file_hash(data: bytes) -> str:
+    """SHA-256 of a source file's bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def get_or_create_campaign(
+    session: Session, name: str, *, priority: int = 5, strategy: str | None = None
+) -> Campaign:
+    """The campaign called ``name``, created on first use; ``strategy`` updates it when given."""
+    campaign = session.scalars(select(Campaign).where(Campaign.name == name)).first()
+    if campaign is None:
+        campaign = Campaign(name=name, priority=priority, strategy=strategy or "balanced")
+        session.add(campaign)
+        session.flush()
+    elif strategy is not None:
+        campaign.strategy = strategy
+    return campaign
+
+
+def create_batch(
+    session: Session,
+    parsed: ParseResult,
+    *,
+    campaign: str,
+    priority: int,
+    source: str,
+    source_hash: str,
+    strategy: str | None = None,
+) -> NewBatch:
+    """Store a batch and its good leads; priorities favour likely enterprise leads.
+
+    Priority 0 is the highest (Celery on Redis). A lead that already looks enterprise from its
+    CRM fields goes one step ahead of the campaign's priority.
+    """
+    camp = get_or_create_campaign(session, campaign, priority=priority, strategy=strategy)
+    batch = Batch(
+        id=str(uuid.uuid4()),
+        campaign_id=camp.id,
+        run_id=str(uuid.uuid4()),
+        source=source,
+        source_hash=source_hash,
+        priority=priority,
+        accepted=len(parsed.leads),
+        rejected=len(parsed.rejects),
+        rejects=[{"row": r.row, "reason": r.reason} for r in parsed.rejects],
+    )
+    session.add(batch)
+    session.flush()
+    rows = [_lead_row(rec, batch) for rec in parsed.leads]
+    session.add_all(rows)
+    session.flush()
+    out = [(row.id, _priority(rec, priority)) for row, rec in zip(rows, parsed.leads, strict=True)]
+    return NewBatch(batch_id=batch.id, run_id=batch.run_id, leads=out)
+
+
+def _priority(rec: LeadRecord, base: int) -> int:
+    value = estimate_lead_value(
+        LeadSignals(
+            employees=rec.employees,
+            industry=rec.industry,
+            country=rec.country,
+            has_enterprise_tech_stack=has_enterprise_tech(rec.tech_stack),
+        )
+    )
+    return max(0, base - 1) if tier_for(value) is Tier.ENTERPRISE else base
+
+
+def _lead_row(rec: LeadRecord, batch: Batch) -> Lead:
+    return Lead(
+        batch_id=batch.id,
+        campaign_id=batch.campaign_id,
+        run_id=batch.run_id,
+        row_number=rec.row,
+        company=rec.company,
+        website=rec.website,
+        email=rec.email,
+        first_name=rec.first_name,
+        last_name=rec.last_name,
+        title=rec.title,
+        industry_hint=rec.industry,
+        employees=rec.employees,
+        revenue_usd=rec.revenue_usd,
+        country=rec.country,
+        tech_stack=list(rec.tech_stack),
+        notes=rec.notes,
+        raw=dict(rec.raw),
+        content_hash=rec.content_hash,
+    )
+
+
+def batch_progress(session: Session, batch_id: str) -> dict[str, Any]:
+    """Lead counts by status and stage-result counts by stage and status."""
+    statuses = Counter(
+        dict(
+            session.execute(
+                select(Lead.status, func.count())
+                .where(Lead.batch_id == batch_id)
+                .group_by(Lead.status)
+            ).all()
+        )
+    )
+    stages: dict[str, dict[str, int]] = {}
+    for stage, status, count in session.execute(
+        select(StageResult.stage, StageResult.status, func.count())
+        .join(Lead, Lead.id == StageResult.lead_id)
+        .where(Lead.batch_id == batch_id)
+        .group_by(StageResult.stage, StageResult.status)
+    ):
+        stages.setdefault(stage, {})[status] = count
+    total = sum(statuses.values())
+    done = sum(statuses.get(s, 0) for s in TERMINAL)
+    return {
+        "batch_id": batch_id,
+        "leads": total,
+        "done": done,
+        "by_status": dict(statuses),
+        "by_stage": stages,
+    }

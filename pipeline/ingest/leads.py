@@ -1,0 +1,382 @@
+"""Lead ingestion: read a CRM export (CSV or JSON Lines) into validated lead records.
+
+A file either fails as a whole (:class:`LeadFileError`: binary, empty, header only, no usable
+column) or yields a :class:`ParseResult` of good leads plus row-level rejects. Cell text is data:
+it is kept and normalised, never interpreted.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path, PurePath
+from typing import Final, TypeVar
+
+from pipeline.ingest.fields import (
+    ALIAS_INDEX,
+    MAX_FIELD_CHARS,
+    FieldError,
+    identity_hash,
+    normalise_country,
+    normalise_email,
+    normalise_header,
+    normalise_website,
+    parse_employees,
+    parse_revenue,
+    split_tech_stack,
+)
+
+_SNIFF_CHARS: Final = 8192
+_DELIMITERS: Final = ",;\t"
+_EXTENSIONS: Final = dict.fromkeys((".csv", ".tsv", ".txt"), "csv") | dict.fromkeys(
+    (".jsonl", ".ndjson", ".json"), "jsonl"
+)
+
+
+class LeadFormat(StrEnum):
+    """File formats :func:`parse_lead_text` understands."""
+
+    CSV = "csv"
+    JSONL = "jsonl"
+
+
+class LeadFileError(Exception):
+    """The file itself is unusable; ``str(exc)`` is a one-line "<source>: <reason>"."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeadRecord:
+    """One validated lead.
+
+    Attributes:
+        row: The 1-based line where the row starts (CSV header is line 1; JSONL line number).
+        website: ``scheme://host/path`` with "https://" added when missing; None if absent.
+        email: Lower-cased. employees/revenue_usd: see ``pipeline.ingest.fields`` for the rules.
+        country: ISO alpha-2 when recognised, else the text as given.
+        raw: Every column of the original row (header -> cell text), unmapped ones included.
+        content_hash: SHA-256 of the identity (email, else company + website host).
+    """
+
+    row: int
+    company: str
+    website: str | None
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    title: str | None
+    industry: str | None
+    employees: int | None
+    revenue_usd: Decimal | None
+    country: str | None
+    tech_stack: tuple[str, ...]
+    notes: str | None
+    raw: dict[str, str]
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A row that was not turned into a lead, with a short human reason."""
+
+    row: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParseResult:
+    """Good leads in file order and rejects (bad rows and duplicates) sorted by row."""
+
+    leads: list[LeadRecord]
+    rejects: list[Reject]
+    format: str
+
+
+def parse_lead_file(path: Path) -> ParseResult:
+    """Read and validate a lead file; the format comes from the extension or the content.
+
+    Args:
+        path: A CSV (comma, semicolon or tab) or JSON Lines file, UTF-8 (BOM optional) or cp1252.
+
+    Returns:
+        The good leads and the rejected rows.
+
+    Raises:
+        LeadFileError: The file cannot be read or is unusable as a whole.
+    """
+    source = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _file_error(source, f"cannot read file ({exc.strerror or exc})") from None
+    return parse_lead_text(_decode(data, source), source=source)
+
+
+def parse_lead_text(text: str, *, source: str, fmt: str | None = None) -> ParseResult:
+    """Validate already-decoded lead text.
+
+    Args:
+        text: The whole file content.
+        source: A name for messages (usually the path); its extension guides format detection.
+        fmt: "csv" or "jsonl"; None detects from ``source``'s extension, then from the content.
+
+    Returns:
+        The good leads and the rejected rows.
+
+    Raises:
+        LeadFileError: The text is empty, binary, header-only or has no usable column.
+        ValueError: ``fmt`` is not "csv", "jsonl" or None.
+    """
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        raise _file_error(source, "file is empty")
+    if _looks_binary(text):
+        raise _file_error(source, "file looks binary, not text")
+    chosen = LeadFormat(fmt.lower()) if fmt is not None else _detect_format(text, source)
+    if chosen is LeadFormat.CSV:
+        rows, rejects = _read_csv(text, source)
+    else:
+        rows, rejects = _read_jsonl(text, source)
+    return _validate(rows, rejects, chosen)
+
+
+def _file_error(source: str, reason: str) -> LeadFileError:
+    return LeadFileError(" ".join(f"{source}: {reason}".split()))
+
+
+def _decode(data: bytes, source: str) -> str:
+    """UTF-8 (BOM optional), UTF-16 with a BOM, else cp1252 as Excel writes it."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise _file_error(source, "file looks binary (bad UTF-16)") from None
+    if b"\x00" in data[: _SNIFF_CHARS * 4]:
+        raise _file_error(source, "file looks binary (contains NUL bytes)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        raise _file_error(source, "file looks binary (neither UTF-8 nor cp1252 text)") from None
+
+
+def _looks_binary(text: str) -> bool:
+    sample = text[:_SNIFF_CHARS]
+    controls = sum(1 for ch in sample if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r\f")
+    return "\x00" in sample or controls > len(sample) * 0.05
+
+
+def _detect_format(text: str, source: str) -> LeadFormat:
+    suffix = PurePath(source).suffix.lower()
+    if suffix in _EXTENSIONS:
+        return LeadFormat(_EXTENSIONS[suffix])
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        return LeadFormat.JSONL
+    first_line = stripped.split("\n", 1)[0]
+    if any(d in first_line for d in _DELIMITERS) or normalise_header(first_line) in ALIAS_INDEX:
+        return LeadFormat.CSV
+    raise _file_error(source, f"cannot tell the format of a '{suffix}' file; use .csv or .jsonl")
+
+
+_T = TypeVar("_T")
+
+# A row as read: (line number, [(column name, cell text), ...]).
+_Row = tuple[int, list[tuple[str, str]]]
+
+
+def _detect_delimiter(text: str) -> str:
+    """csv.Sniffer on the first few KB, checked against (or replaced by) the header line."""
+    sample = text[:_SNIFF_CHARS]
+    header = text.lstrip("\r\n").split("\n", 1)[0]
+    try:
+        sniffed = csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        sniffed = ""
+    if sniffed and sniffed in header:
+        return sniffed
+    counts = {d: header.count(d) for d in _DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _unique_names(header: list[str]) -> list[str]:
+    names: list[str] = []
+    for index, cell in enumerate(header):
+        name = cell.strip() or f"column_{index + 1}"
+        while name in names:  # raw must keep every column even when a header repeats
+            name += f" ({index + 1})"
+        names.append(name)
+    return names
+
+
+def _read_csv(text: str, source: str) -> tuple[list[_Row], list[Reject]]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_detect_delimiter(text))
+    names: list[str] | None = None
+    rows: list[_Row] = []
+    rejects: list[Reject] = []
+    end_of_previous = 0
+    try:
+        for cells in reader:
+            # line_num is where the row ENDS; a quoted field may span lines, so the row starts
+            # on the line after the previous row ended.
+            start, end_of_previous = end_of_previous + 1, reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue
+            if names is None:
+                names = _unique_names(cells)
+                _require_usable(names, source)
+            elif len(cells) > len(names) and any(c.strip() for c in cells[len(names) :]):
+                rejects.append(Reject(start, f"{len(cells)} fields, header has {len(names)}"))
+            else:
+                padded = cells + [""] * (len(names) - len(cells))
+                rows.append((start, list(zip(names, padded, strict=False))))
+    except csv.Error as exc:
+        raise _file_error(source, f"malformed CSV near line {reader.line_num}: {exc}") from None
+    if not rows and not rejects:
+        raise _file_error(source, "no data rows (header only)")
+    return rows, rejects
+
+
+def _require_usable(names: Iterable[str], source: str) -> None:
+    names = list(names)
+    fields = {ALIAS_INDEX[key][0] for key in map(normalise_header, names) if key in ALIAS_INDEX}
+    if not fields & {"company", "email"}:
+        shown = ", ".join(names[:15]) + (", …" if len(names) > 15 else "")
+        raise _file_error(
+            source, f"no usable column (need a company or email column); saw: {shown}"
+        )
+
+
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return ", ".join(_cell_text(item) for item in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _read_jsonl(text: str, source: str) -> tuple[list[_Row], list[Reject]]:
+    if text.lstrip().startswith("["):
+        raise _file_error(source, "a JSON array is not JSON Lines; write one object per line")
+    rows: list[_Row] = []
+    rejects: list[Reject] = []
+    keys: dict[str, None] = {}
+    # split("\n"), not splitlines(): U+2028 and friends are legal inside JSON strings.
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            rejects.append(Reject(number, f"invalid JSON: {exc.msg} at column {exc.colno}"))
+            continue
+        if not isinstance(obj, dict):
+            rejects.append(Reject(number, f"invalid JSON: expected an object, got {_kind(obj)}"))
+            continue
+        keys.update(dict.fromkeys(obj))
+        pairs = [(str(key), _cell_text(value)) for key, value in obj.items()]
+        if any(value.strip() for _, value in pairs):
+            rows.append((number, pairs))
+    if rows:
+        _require_usable(keys, source)
+    elif not rejects:
+        raise _file_error(source, "no data rows (every object is empty)")
+    return rows, rejects
+
+
+def _kind(value: object) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _validate(rows: list[_Row], rejects: list[Reject], fmt: LeadFormat) -> ParseResult:
+    leads: list[LeadRecord] = []
+    first_row: dict[str, int] = {}
+    for row, pairs in rows:
+        try:
+            lead = _build_lead(row, pairs)
+        except FieldError as exc:
+            rejects.append(Reject(row, str(exc)))
+            continue
+        if lead.content_hash in first_row:
+            rejects.append(Reject(row, f"duplicate of row {first_row[lead.content_hash]}"))
+            continue
+        first_row[lead.content_hash] = row
+        leads.append(lead)
+    return ParseResult(leads=leads, rejects=sorted(rejects, key=lambda r: r.row), format=fmt)
+
+
+@functools.lru_cache(maxsize=4096)
+def _field_of(name: str) -> tuple[str, int] | None:
+    return ALIAS_INDEX.get(normalise_header(name))
+
+
+def _pick_fields(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """Canonical field -> stripped text, taking the most preferred non-empty column."""
+    chosen: dict[str, tuple[int, str]] = {}
+    for name, value in pairs:
+        mapped = _field_of(name)
+        text = value.strip()
+        if mapped is None or not text:
+            continue
+        field, rank = mapped
+        if field not in chosen or rank < chosen[field][0]:
+            chosen[field] = (rank, text)
+    for field, (_, text) in chosen.items():
+        if len(text) > MAX_FIELD_CHARS:
+            raise FieldError(f"field '{field}' too long ({len(text)} chars)")
+    return {field: text for field, (_, text) in chosen.items()}
+
+
+def _line(text: str | None) -> str | None:
+    """A single-line text field: NFC, whitespace runs collapsed, None when blank."""
+    if text is None:
+        return None
+    return " ".join(unicodedata.normalize("NFC", text).split()) or None
+
+
+def _optional(text: str | None, parse: Callable[[str], _T]) -> _T | None:
+    return None if text is None else parse(text)
+
+
+def _build_lead(row: int, pairs: list[tuple[str, str]]) -> LeadRecord:
+    fields = _pick_fields(pairs)
+    company = _line(fields.get("company"))
+    if company is None:
+        raise FieldError("missing company name")
+    email = _optional(fields.get("email"), normalise_email)
+    website = _optional(fields.get("website"), normalise_website)
+    notes = fields.get("notes")
+    return LeadRecord(
+        row=row,
+        company=company,
+        website=website,
+        email=email,
+        first_name=_line(fields.get("first_name")),
+        last_name=_line(fields.get("last_name")),
+        title=_line(fields.get("title")),
+        industry=_line(fields.get("industry")),
+        employees=_optional(fields.get("employees"), parse_employees),
+        revenue_usd=_optional(fields.get("revenue"), parse_revenue),
+        country=_optional(_line(fields.get("country")), normalise_country),
+        tech_stack=split_tech_stack(fields.get("tech_stack", "")),
+        notes=unicodedata.normalize("NFC", notes) if notes else None,
+        raw=dict(pairs),
+        content_hash=identity_hash(company=company, email=email, website=website),
+    )

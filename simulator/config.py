@@ -1,0 +1,651 @@
+"""Configuration of the provider simulator: live settings, labels, vocabularies and templates.
+
+- :class:`SimulatorConfig`: latency and failure injection. It is immutable; the server swaps in
+  a new one when a test posts to ``/_sim/config``, so a request sees one consistent set of values.
+- Labels (``LABEL``, ``FINGERPRINT``, ``BANNER``) that mark every answer as simulated.
+- The fixed vocabularies and text templates the fake stage outputs are built from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+_FLOAT_FIELDS = ("latency_scale", "error_rate", "timeout_s", "base_latency_ms", "per_token_ms")
+_OPTIONAL_INT_FIELDS = ("retry_after_s", "seed")
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    """Latency and failure settings of the simulator.
+
+    Attributes:
+        latency_scale: Multiplies every simulated delay; 0 answers at once (tests).
+        error_rate: Fraction of requests (0..1) failing with a random 429, 500, 503 or timeout.
+        fail_models: Model name -> failure probability (1.0 = always fails) with a random
+            429, 500 or 503, answered at once so fallback tests stay fast.
+        timeout_s: How long a "timeout" failure sleeps before it answers 504.
+        retry_after_s: ``Retry-After`` header value sent with 429 answers (None: no header).
+        seed: Seed of the RNG behind jitter and failures (None: seeded from the OS).
+        base_latency_ms: Fixed part of the latency of a successful answer.
+        per_token_ms: Latency per completion token of a successful answer.
+    """
+
+    latency_scale: float = 1.0
+    error_rate: float = 0.0
+    fail_models: dict[str, float] = field(default_factory=dict)
+    timeout_s: float = 35.0
+    retry_after_s: int | None = 1
+    seed: int | None = None
+    base_latency_ms: float = 300.0
+    per_token_ms: float = 8.0
+
+    def __post_init__(self) -> None:
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.error_rate > 1:
+            raise ValueError(f"error_rate must be within 0..1, got {self.error_rate!r}")
+        for model, probability in self.fail_models.items():
+            if not 0 <= probability <= 1:
+                raise ValueError(f"fail_models[{model!r}] must be within 0..1")
+        # A private copy, so the caller's dict cannot change a frozen config behind our back.
+        object.__setattr__(self, "fail_models", dict(self.fail_models))
+
+    def failure_probability(self, model: str) -> float:
+        """Return the configured failure probability of ``model`` (0.0 when not listed)."""
+        return self.fail_models.get(model, 0.0)
+
+    def latency_s(self, completion_tokens: int, jitter: float = 1.0) -> float:
+        """Return the simulated latency of a successful answer, in seconds.
+
+        Args:
+            completion_tokens: Tokens in the returned text.
+            jitter: Random factor (the server draws it from 0.8..1.2).
+
+        Returns:
+            ``(base_latency_ms + per_token_ms * completion_tokens) * latency_scale * jitter``
+            converted to seconds.
+        """
+        millis = self.base_latency_ms + self.per_token_ms * completion_tokens
+        return max(0.0, millis * self.latency_scale * jitter / 1000)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as a JSON-serialisable dict (what ``GET /_sim/config`` shows)."""
+        return dataclasses.asdict(self)
+
+    def updated(self, patch: Mapping[str, Any]) -> SimulatorConfig:
+        """Return a copy with the fields in ``patch`` replaced (the ``POST /_sim/config`` body).
+
+        Args:
+            patch: Field name -> new value, as decoded from JSON.
+
+        Returns:
+            The new config; this one is unchanged.
+
+        Raises:
+            ValueError: an unknown field, a value of the wrong type or out of range.
+        """
+        changes: dict[str, Any] = {}
+        for name, value in patch.items():
+            if name in _FLOAT_FIELDS:
+                changes[name] = float(_number(name, value))
+            elif name in _OPTIONAL_INT_FIELDS:
+                changes[name] = None if value is None else _integer(name, value)
+            elif name == "fail_models":
+                if not isinstance(value, Mapping):
+                    raise ValueError("fail_models must be an object of model -> probability")
+                changes[name] = {
+                    str(k): float(_number(f"fail_models[{k}]", v)) for k, v in value.items()
+                }
+            else:
+                raise ValueError(f"unknown config field {name!r}")
+        return dataclasses.replace(self, **changes)
+
+
+def _number(name: str, value: object) -> float | int:
+    # bool is an int subclass; "true" is never a sensible latency or probability.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return value
+
+
+def _integer(name: str, value: object) -> int:
+    number = _number(name, value)
+    if isinstance(number, float) and not number.is_integer():
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(number)
+
+
+LABEL = "leadpipe provider SIMULATOR"  # in every log line, error message and the banner
+FINGERPRINT = "leadpipe-simulator"
+MODELS = (
+    "claude-sonnet-4",
+    "claude-3-5-haiku",
+    "gpt-4o",
+    "gpt-4o-mini",
+    "deepseek-chat",
+    "qwen-2.5-72b-instruct",
+    "qwen-2.5-coder-32b-instruct",
+    "llama-3.1-8b-instruct",
+)
+BANNER = f"""{LABEL}
+
+This is an offline simulator of the OpenAI Chat Completions and Anthropic Messages APIs.
+No real model is called: outputs are synthetic, built from the request data, with simulated
+token counts, latency and failures.
+
+POST /v1/chat/completions   POST /v1/messages   GET /v1/models   GET /health
+GET|POST /_sim/config       GET /_sim/stats     POST /_sim/reset
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixed vocabularies and text templates the fake outputs are built from. They steer behaviour
+# the way a model's weights would, so they live with the rest of the simulator's configuration.
+# ---------------------------------------------------------------------------------------------
+
+INDUSTRIES = (
+    "software",
+    "finance",
+    "healthcare",
+    "manufacturing",
+    "retail",
+    "hospitality",
+    "logistics",
+    "education",
+    "legal",
+    "marketing",
+    "other",
+)
+
+# Whole words or phrases (an optional plural "s" is allowed) that point at an industry.
+INDUSTRY_WORDS: dict[str, tuple[str, ...]] = {
+    "software": (
+        "software",
+        "saas",
+        "cloud",
+        "api",
+        "devops",
+        "developer",
+        "app",
+        "it services",
+        "cybersecurity",
+        "machine learning",
+        "ai",
+        "tech",
+        "technology",
+    ),
+    "finance": (
+        "finance",
+        "financial",
+        "fintech",
+        "bank",
+        "banking",
+        "insurance",
+        "insurer",
+        "payment",
+        "lending",
+        "loan",
+        "accounting",
+        "investment",
+        "wealth",
+        "credit",
+    ),
+    "healthcare": (
+        "healthcare",
+        "health",
+        "hospital",
+        "clinic",
+        "clinical",
+        "medical",
+        "pharma",
+        "pharmaceutical",
+        "biotech",
+        "patient",
+        "dental",
+        "telehealth",
+    ),
+    "manufacturing": (
+        "manufacturing",
+        "manufacturer",
+        "factory",
+        "factories",
+        "industrial",
+        "machining",
+        "production line",
+        "automotive",
+        "chemical",
+        "fabrication",
+    ),
+    "retail": (
+        "retail",
+        "retailer",
+        "ecommerce",
+        "e-commerce",
+        "shop",
+        "store",
+        "fashion",
+        "apparel",
+        "consumer goods",
+        "merchandise",
+        "grocery",
+    ),
+    "hospitality": (
+        "hospitality",
+        "hotel",
+        "restaurant",
+        "travel",
+        "resort",
+        "catering",
+        "guest",
+        "tourism",
+    ),
+    "logistics": (
+        "logistics",
+        "shipping",
+        "freight",
+        "transport",
+        "transportation",
+        "warehouse",
+        "warehousing",
+        "supply chain",
+        "delivery",
+        "fleet",
+        "courier",
+        "3pl",
+    ),
+    "education": (
+        "education",
+        "school",
+        "university",
+        "edtech",
+        "learning",
+        "academy",
+        "course",
+        "student",
+        "college",
+    ),
+    "legal": ("legal", "law", "law firm", "attorney", "lawyer", "litigation", "counsel"),
+    "marketing": (
+        "marketing",
+        "agency",
+        "advertising",
+        "seo",
+        "media",
+        "brand",
+        "branding",
+        "campaign",
+        "creative",
+    ),
+}
+
+# Points (of 25) an industry adds to the fit score of a sales-automation campaign.
+INDUSTRY_FIT = {
+    "software": 25,
+    "finance": 22,
+    "healthcare": 20,
+    "logistics": 18,
+    "manufacturing": 18,
+    "marketing": 16,
+    "retail": 13,
+    "legal": 12,
+    "education": 11,
+    "hospitality": 10,
+    "other": 6,
+}
+
+# (employees below, fit points of 35); 1,000 and more scores 35.
+SIZE_POINTS = ((10, 5), (50, 12), (200, 20), (1000, 28))
+
+# Short pain-point phrases per industry; the judge recognises any of them in a draft.
+PAINS: dict[str, tuple[str, ...]] = {
+    "software": (
+        "slow release cycles",
+        "cloud cost overruns",
+        "manual customer onboarding",
+        "churn from low product adoption",
+    ),
+    "finance": (
+        "manual month-end reconciliation",
+        "compliance reporting overhead",
+        "slow loan approval times",
+        "fraud review backlog",
+    ),
+    "healthcare": (
+        "patient scheduling bottlenecks",
+        "manual claims processing",
+        "compliance documentation overhead",
+        "no-shows for appointments",
+    ),
+    "manufacturing": (
+        "unplanned machine downtime",
+        "supply chain delays",
+        "quality control rework",
+        "manual production planning",
+    ),
+    "retail": (
+        "inventory stockouts",
+        "cart abandonment",
+        "manual merchandising updates",
+        "rising returns processing costs",
+    ),
+    "hospitality": (
+        "booking no-shows",
+        "seasonal staffing gaps",
+        "manual guest communication",
+        "low direct booking share",
+    ),
+    "logistics": (
+        "manual dispatch planning",
+        "late delivery exceptions",
+        "empty miles",
+        "shipment visibility gaps",
+    ),
+    "education": (
+        "enrolment drop-off",
+        "manual grading workload",
+        "low course completion rates",
+        "administrative overhead",
+    ),
+    "legal": (
+        "manual document review",
+        "billable hour leakage",
+        "contract turnaround delays",
+        "matter intake backlog",
+    ),
+    "marketing": (
+        "manual campaign reporting",
+        "unclear attribution",
+        "client churn",
+        "content production bottlenecks",
+    ),
+    "other": ("manual reporting", "fragmented customer data", "slow lead response times"),
+}
+
+TECH_NAMES = (
+    "AWS",
+    "Azure",
+    "Google Cloud",
+    "Kubernetes",
+    "Docker",
+    "Terraform",
+    "Salesforce",
+    "HubSpot",
+    "Marketo",
+    "Shopify",
+    "Magento",
+    "SAP",
+    "Oracle",
+    "NetSuite",
+    "Workday",
+    "ServiceNow",
+    "Snowflake",
+    "Databricks",
+    "Tableau",
+    "Power BI",
+    "Stripe",
+    "Zendesk",
+    "Intercom",
+    "Slack",
+    "Jira",
+    "React",
+    "Python",
+    "PostgreSQL",
+    "MongoDB",
+    "Kafka",
+    "Twilio",
+    "WordPress",
+    "Microsoft Dynamics",
+)
+ENTERPRISE_TECH = frozenset(
+    {
+        "sap",
+        "oracle",
+        "salesforce",
+        "workday",
+        "servicenow",
+        "snowflake",
+        "databricks",
+        "netsuite",
+        "microsoft dynamics",
+        "kubernetes",
+    }
+)
+
+PREMIUM_MARKERS = ("sonnet", "opus", "gpt-4.1", "gpt-5", "gemini-1.5-pro", "large")
+
+# (title words, fit points of 25, label) from most to least senior.
+SENIORITY: tuple[tuple[tuple[str, ...], int, str], ...] = (
+    (
+        ("ceo", "cto", "cfo", "coo", "cio", "cmo", "cro", "chief", "founder", "owner", "president"),
+        25,
+        "an executive decision maker",
+    ),
+    (("vp", "vice president", "head"), 21, "a senior budget holder"),
+    (("director",), 17, "a director who shapes the budget"),
+    (("manager", "lead", "principal"), 11, "a manager who influences the choice"),
+)
+
+HIGH_INTENT = (
+    "demo",
+    "pricing",
+    "quote",
+    "trial",
+    "budget",
+    "evaluating",
+    "asap",
+    "urgent",
+    "rfp",
+    "purchase",
+    "replace",
+    "switching",
+)
+MEDIUM_INTENT = (
+    "webinar",
+    "download",
+    "downloaded",
+    "whitepaper",
+    "newsletter",
+    "event",
+    "visited",
+    "interested",
+    "follow up",
+    "conference",
+)
+
+SPAM_WORDS = (
+    "free",
+    "guarantee",
+    "guaranteed",
+    "act now",
+    "limited time",
+    "risk-free",
+    "winner",
+    "cash",
+    "click here",
+    "no cost",
+    "buy now",
+    "once in a lifetime",
+    "100%",
+    "urgent",
+    "exclusive deal",
+)
+
+PRODUCT_NOUNS = (
+    "Platform",
+    "Suite",
+    "Cloud",
+    "Hub",
+    "App",
+    "Studio",
+    "Portal",
+    "Manager",
+    "Analytics",
+    "API",
+    "Planner",
+    "Tracker",
+    "Engine",
+    "Console",
+    "Connect",
+)
+
+# The vocabularies above, compiled once.
+CAREERS_RE = re.compile(r"\b(careers?|jobs?|hiring|join our team|open (positions|roles))\b", re.I)
+TECH_RE = re.compile(rf"\b({'|'.join(map(re.escape, TECH_NAMES))})\b", re.I)
+PRODUCT_RE = re.compile(rf"\b[Oo]ur\s+((?:[A-Z][\w-]+\s+){{0,2}}(?:{'|'.join(PRODUCT_NOUNS)}))\b")
+NAMED_PRODUCT_RE = re.compile(rf"\b(?:[A-Z][\w-]+\s+){{1,2}}(?:{'|'.join(PRODUCT_NOUNS)})\b")
+SPAM_RE = re.compile(rf"(?<!\w)({'|'.join(map(re.escape, SPAM_WORDS))})(?!\w)", re.I)
+GREETING_RE = re.compile(r"\s*(hi|hello|dear|good (morning|afternoon))\b", re.I)
+SIGN_OFF_RE = re.compile(r"\b(regards|best|thanks|thank you|sincerely|cheers)\b", re.I)
+WORDS_RE = {
+    label: re.compile(rf"\b({'|'.join(map(re.escape, words))})s?\b", re.I)
+    for label, words in INDUSTRY_WORDS.items()
+}
+
+CONNECTORS = (
+    "According to its website,",
+    "The site also says:",
+    "It further notes:",
+    "Another page explains:",
+    "The company states:",
+    "Elsewhere on the site:",
+    "The site adds:",
+    "A product page reads:",
+)
+
+PERSONAL_SUBJECTS = (
+    "{first}, an idea for {pain} at {company}",
+    "{company}: less time lost to {pain}",
+    "A quicker route past {pain} for {company}",
+)
+
+PERSONAL_BODY = """Hi {first},
+
+I spent some time on the {company} website, and your work on {product} stood out, \
+especially for a {industry} team {size}. {opener}
+
+Teams in a similar position often tell us that {pain} quietly eats into margins and keeps \
+people away from customers. {tech}
+
+We help {industry} companies cut that work down with a light setup that plugs into the tools \
+they already use. In practice that means fewer handoffs, clearer ownership and numbers your \
+leadership can trust, without a long implementation project.
+
+{role} I thought a short walkthrough tailored to {company} might be useful: I can show how a \
+team of similar size tackled {pain} in its first month and what changed for the people behind \
+{product}.
+
+Would a 20-minute call next Tuesday or Wednesday work? If the timing is off, I am happy to send \
+a two-page summary instead.
+
+Best regards,
+Jordan Reyes"""
+
+OPENERS = (
+    "It is clear you care about doing the basics very well.",
+    "The way you describe it makes the value easy to grasp.",
+    "It reads like a team that is scaling with intent.",
+)
+
+GENERIC_SUBJECT = "Quick question about your priorities this quarter"
+
+GENERIC_BODY = """Hi {first},
+
+I hope this message finds you well. I am reaching out because we work with many {industry} \
+organisations that want to make their teams more efficient and grow revenue without adding \
+complexity.
+
+Our solution helps businesses streamline their operations, improve collaboration and get better \
+results from the tools they already have. Customers typically see meaningful improvements within \
+the first few months, and our team supports you at every step of the way.
+
+I would love to learn more about your goals and share a few ideas that have worked well for \
+similar organisations. Even if the timing is not right, a short conversation could help you \
+benchmark your current approach and spot a few quick wins for the rest of the year. Many of the \
+leaders we speak with say it was time well spent, whatever they decided afterwards.
+
+Would you be open to a 15-minute call next week? Let me know what time works best for you, and I \
+will send over an invitation.
+
+Best regards,
+Jordan Reyes"""
+
+DEMO_CSS = (
+    "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1f2933;"
+    "background:#f7f9fb}header{background:#0b3d91;color:#fff;padding:48px 32px}header h1{margin:"
+    "0 0 8px;font-size:2rem}header p{margin:0;opacity:.85}main{max-width:880px;margin:0 auto;"
+    "padding:32px}section{background:#fff;border-radius:10px;box-shadow:0 1px 3px rgba(0,0,0,.08"
+    ");padding:24px 28px;margin-bottom:24px}h2{color:#0b3d91;font-size:1.3rem}table{width:100%;"
+    "border-collapse:collapse}th,td{text-align:left;padding:8px 10px;border-bottom:1px solid #e4"
+    "e7eb}ol li{margin-bottom:6px}.cta{display:inline-block;background:#0b3d91;color:#fff;"
+    "padding:12px 22px;border-radius:6px;text-decoration:none}footer{text-align:center;"
+    "font-size:.8rem;color:#7b8794;padding:24px}"
+)
+
+# Paragraphs of every demo section; fields: company, product, pain, tech, industry, first.
+DEMO_SECTION = '<section id="s{n}"><h2>{heading}</h2>{paragraphs}</section>'
+DEMO_ROW = "<tr><td>{pain}</td><td>{before} h/week</td><td>{after} h/week</td></tr>"
+DEMO_PARAGRAPHS = (
+    "For {company}, {pain} is more than an annoyance: it takes hours every week from the people "
+    "who run {product}, and it makes planning harder for everyone downstream.",
+    "In this walkthrough we use {company}'s own vocabulary and a realistic sample of its work, so "
+    "the {industry} team can judge the fit in minutes rather than weeks.",
+    "Everything shown connects to {tech}, so nothing has to be replaced and the first results "
+    "arrive before the end of the quarter.",
+    "{first} will see where the time goes today, which steps disappear, and how the team can "
+    "check the numbers for itself after a two-week pilot.",
+)
+
+DEMO_PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>\
+<style>{css}</style></head><body><header><h1>{title}</h1><p>Prepared for {first} at {company}</p>\
+</header><main>{sections}<section><h2>Before and after</h2><table><tr><th>Problem</th><th>Today\
+</th><th>With {product}</th></tr>{rows}</table></section><section><h2>Next steps</h2><ol><li>\
+Confirm the workflow {company} wants to start with.</li><li>Connect {tech} in a sandbox.</li><li>\
+Review the results with {first} after two weeks.</li></ol><a class="cta" href="#s1">Book the \
+walkthrough</a></section></main><footer>Generated by the leadpipe provider simulator</footer>\
+</body></html>"""
+
+CLASSIFY_REASONING = (
+    "Industry keywords found in the lead record and website: {signals}, so the best match is "
+    "{label}. With {size} the account sits in the {segment} segment. Intent is {intent} because "
+    "{why}. Confidence reflects how clearly the keywords point to a single industry."
+)
+SCORE_RATIONALE = (
+    "{band} fit ({fit}/100): a {label} company ({size}/35 points for size), the contact is "
+    "{title} ({rank}), and the known stack ({stack}) shows how readily they adopt new tools."
+)
+
+ANALYSIS_OPENING = (
+    "{company} is {article} {segment} {industry} business{where}{size}. This summary draws on "
+    "{website} and the CRM record, for a rep preparing a first email."
+)
+ANALYSIS_PRODUCT = (
+    "{product} looks like a core offering; a first email can ask how the team behind {product} "
+    "copes with {pain}, a problem common for {industry} companies of this size."
+)
+ANALYSIS_CLOSING = (
+    "The likeliest problems we could solve are {pains}. Technology seen: {techs}. {careers}"
+)
+
+GENERIC_REPLY = (
+    "This is a simulated reply from {model} (leadpipe provider SIMULATOR). Your message of {words} "
+    "words was received, but the system prompt has no leadpipe-task line, so this is a short "
+    "generic answer."
+)
+
+FEEDBACK_GOOD = {
+    "name": "addresses {first} by name",
+    "company": "refers to {company} directly",
+    "pain": "names a concrete pain point",
+    "industry": "speaks to the industry",
+    "product": "mentions a specific product or tool",
+}
+FEEDBACK_GENERIC = "It reads as generic: add the {missing} to show real research."
+FEEDBACK_SPECIFIC = "It reads as written for this lead, with one clear call to action."
+FEEDBACK_SPAM = "Spam risk is {level}; avoid hype words, all-caps and repeated exclamation marks."

@@ -1,0 +1,424 @@
+"""The leadpipe provider SIMULATOR: an offline HTTP server that imitates real model APIs.
+
+It speaks the OpenAI Chat Completions API (``POST /v1/chat/completions``) and the Anthropic
+Messages API (``POST /v1/messages``), with or without the ``/v1`` prefix, answers any model name,
+and returns the stage outputs of :mod:`simulator.responses` with realistic token counts,
+latency and injected failures. Every answer carries ``X-Leadpipe-Simulator: 1``.
+
+Control endpoints (tests, demos): ``GET|POST /_sim/config``, ``GET /_sim/stats``,
+``POST /_sim/reset``; plus ``GET /v1/models``, ``GET /health`` and a plain-text banner at ``/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, cast
+
+from simulator.config import BANNER, FINGERPRINT, LABEL, MODELS, SimulatorConfig
+from simulator.responses import detect_stage, generate
+
+logger = logging.getLogger("leadpipe.simulator")
+
+_ROUTES = {
+    "/v1/chat/completions": "openai",
+    "/chat/completions": "openai",
+    "/v1/messages": "anthropic",
+    "/messages": "anthropic",
+}
+# Injected failure kind -> (HTTP status, OpenAI error type, Anthropic error type).
+_FAILURES = {
+    "rate_limit": (429, "rate_limit_error", "rate_limit_error"),
+    "server_error": (500, "server_error", "api_error"),
+    "unavailable": (503, "server_error", "overloaded_error"),
+    "timeout": (504, "server_error", "api_error"),
+}
+_MAX_BODY = 16 * 1024 * 1024
+
+
+class RequestError(ValueError):
+    """A request the simulator refuses with HTTP 400."""
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One parsed completion request, whichever API (``openai``/``anthropic``) it came through."""
+
+    api: str
+    model: str
+    system: str
+    user: str
+    prompt_tokens: int
+    max_tokens: int | None
+
+
+def estimate_tokens(text: str) -> int:
+    """Estimate the tokens of ``text`` as ``ceil(len(text) / 4)`` (no tokenizer offline)."""
+    return math.ceil(len(text) / 4)
+
+
+def parse_completion(api: str, body: object) -> Completion:
+    """Validate a decoded request body and extract what the generator needs.
+
+    Prompt tokens: ``ceil(chars / 4)`` of each message's text plus 4 per message (the Anthropic
+    ``system`` field counts as one message).
+
+    Raises:
+        RequestError: not an object; ``model``, ``messages`` or ``max_tokens`` missing or invalid.
+    """
+    if not isinstance(body, dict):
+        raise RequestError("request body must be a JSON object")
+    model, messages = body.get("model"), body.get("messages")
+    if not isinstance(model, str) or not model.strip():
+        raise RequestError("'model' is required and must be a non-empty string")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("'messages' is required and must be a non-empty list")
+    limit = body.get("max_tokens", body.get("max_completion_tokens"))
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise RequestError("'max_tokens' must be a positive integer")
+    texts = [("system", _text(body["system"]))] if api == "anthropic" and body.get("system") else []
+    for message in messages:
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise RequestError("every message must be an object with a 'role'")
+        texts.append((message["role"], _text(message.get("content"))))
+    system = "\n".join(text for role, text in texts if role in ("system", "developer"))
+    user = "\n".join(text for role, text in texts if role == "user")
+    prompt_tokens = sum(estimate_tokens(text) + 4 for _, text in texts)
+    return Completion(api, model, system, user, prompt_tokens, limit)
+
+
+def _text(content: object) -> str:
+    # Content is a string or a list of blocks; only text blocks carry prompt text.
+    if isinstance(content, list):
+        return "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return content if isinstance(content, str) else ""
+
+
+class _State:
+    """Config, RNG and stats shared by the handler threads; every access holds the lock."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.lock, self.config = threading.Lock(), config
+        self.rng = random.Random()
+        self.stopping = threading.Event()  # set on stop: wakes handlers sleeping on latency
+        self.counts: dict[str, Counter[str]] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero the stats and restart the RNG from the configured seed (repeatable runs)."""
+        with self.lock:
+            self.counts = {"by_model": Counter(), "by_status": Counter(), "by_stage": Counter()}
+            self.rng.seed(self.config.seed)
+
+    def update(self, patch: dict[str, Any]) -> SimulatorConfig:
+        with self.lock:
+            self.config = self.config.updated(patch)
+            if "seed" in patch:
+                self.rng.seed(self.config.seed)
+            return self.config
+
+    def draw(self, model: str) -> tuple[str | None, float, SimulatorConfig]:
+        """Return (failure kind or None, latency jitter, config) for one request."""
+        with self.lock:
+            config, rng, failure = self.config, self.rng, None
+            # A failing model answers at once (429/500/503) so fallback tests stay quick; only
+            # the global error rate also produces timeouts.
+            if rng.random() < config.failure_probability(model):
+                failure = rng.choice(("rate_limit", "server_error", "unavailable"))
+            elif rng.random() < config.error_rate:
+                failure = rng.choice(tuple(_FAILURES))
+            return failure, rng.uniform(0.8, 1.2), config
+
+    def record(self, model: str | None, status: int, stage: str | None) -> None:
+        with self.lock:
+            model = model or "(invalid request)"
+            self.counts["by_status"][str(status)] += 1
+            self.counts["by_model"][model] += 1
+            self.counts.setdefault(f"model:{model}", Counter())[str(status)] += 1
+            self.counts["by_stage"][stage or "none"] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            per_model = {k[6:]: dict(v) for k, v in self.counts.items() if k.startswith("model:")}
+            return {
+                "requests": sum(self.counts["by_status"].values()),
+                **{key: dict(self.counts[key]) for key in ("by_model", "by_status", "by_stage")},
+                "by_model_status": per_model,
+            }
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128  # the default backlog of 5 resets connections from busy workers
+
+    def __init__(self, address: tuple[str, int], state: _State) -> None:
+        self.state = state
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ARG002
+        # A client that hung up (e.g. after its own timeout) is routine, not a stack trace.
+        logger.debug("%s: connection error from %s", LABEL, client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "leadpipe-simulator/1"
+    protocol_version = "HTTP/1.1"
+    timeout = 60  # idle keep-alive connections are dropped after a minute
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms ACK wait
+
+    @property
+    def state(self) -> _State:
+        return cast(_HTTPServer, self.server).state
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence http.server's stderr access log; requests are logged at DEBUG instead."""
+
+    def do_GET(self) -> None:
+        path = _route(self.path)
+        if path == "/":
+            self._send(200, BANNER)
+        elif path == "/health":
+            self._send(200, {"status": "ok", "simulator": True})
+        elif path in ("/v1/models", "/models"):
+            data = [{"id": m, "object": "model", "owned_by": FINGERPRINT} for m in MODELS]
+            self._send(200, {"object": "list", "data": data})
+        elif path == "/_sim/config":
+            self._send(200, self.state.config.to_dict())
+        elif path == "/_sim/stats":
+            self._send(200, self.state.snapshot())
+        else:
+            self._send(404, _error("openai", "not_found_error", f"unknown path {path!r}"))
+
+    def do_POST(self) -> None:
+        path = _route(self.path)
+        declared = self.headers.get("Content-Length", "0").strip()
+        length = int(declared) if declared.isdigit() else 0
+        if length > _MAX_BODY:
+            self.close_connection = True
+            self._send(413, _error("openai", "invalid_request_error", "request body too large"))
+            return
+        raw = self.rfile.read(length) if length > 0 else b""
+        if path in _ROUTES:
+            self._complete(_ROUTES[path], raw)
+        elif path == "/_sim/config":
+            self._configure(raw)
+        elif path == "/_sim/reset":
+            self.state.reset()
+            self._send(200, {"status": "reset"})
+        else:
+            self._send(404, _error("openai", "not_found_error", f"unknown path {path!r}"))
+
+    def _configure(self, raw: bytes) -> None:
+        try:
+            patch = json.loads(raw)
+            if not isinstance(patch, dict):
+                raise ValueError("config must be a JSON object")
+            config = self.state.update(patch)
+        except ValueError as exc:  # JSONDecodeError is a ValueError too
+            self._send(400, _error("openai", "invalid_request_error", str(exc)))
+            return
+        logger.info("%s config updated: %s", LABEL, config.to_dict())
+        self._send(200, config.to_dict())
+
+    def _complete(self, api: str, raw: bytes) -> None:
+        started = time.monotonic()
+        try:
+            request = parse_completion(api, json.loads(raw))
+        except ValueError as exc:  # RequestError or JSONDecodeError
+            text = str(exc) if isinstance(exc, RequestError) else f"malformed JSON body: {exc}"
+            self.state.record(None, 400, None)
+            logger.debug("%s %s status=400 %s", LABEL, api, text)
+            self._send(400, _error(api, "invalid_request_error", text))
+            return
+        failure, jitter, config = self.state.draw(request.model)
+        stage = detect_stage(request.system)
+        if failure is not None:
+            self._fail(request, failure, config, stage)
+            return
+        text = generate(stage, request.model, request.system, request.user)
+        limit = request.max_tokens
+        truncated = limit is not None and estimate_tokens(text) > limit
+        text = text[: limit * 4] if truncated and limit is not None else text
+        tokens = estimate_tokens(text)
+        self.state.stopping.wait(config.latency_s(tokens, jitter))
+        self.state.record(request.model, 200, stage)
+        self._send(200, _answer(request, text, tokens, truncated))
+        logger.debug(
+            "%s %s model=%s stage=%s status=200 prompt_tokens=%d completion_tokens=%d "
+            "truncated=%s latency_ms=%d",
+            LABEL,
+            api,
+            request.model,
+            stage,
+            request.prompt_tokens,
+            tokens,
+            truncated,
+            (time.monotonic() - started) * 1000,
+        )
+
+    def _fail(
+        self, request: Completion, kind: str, config: SimulatorConfig, stage: str | None
+    ) -> None:
+        status, openai_type, anthropic_type = _FAILURES[kind]
+        if kind == "timeout":
+            # Hold the connection so a client with a shorter timeout sees a read timeout.
+            self.state.stopping.wait(config.timeout_s)
+        retry = status == 429 and config.retry_after_s is not None
+        headers = {"Retry-After": str(config.retry_after_s)} if retry else {}
+        error_type = anthropic_type if request.api == "anthropic" else openai_type
+        message = f"simulated {kind.replace('_', ' ')} for model {request.model} ({LABEL})"
+        self.state.record(request.model, status, stage)
+        self._send(status, _error(request.api, error_type, message), headers)
+        logger.debug(
+            "%s %s model=%s injected=%s status=%d", LABEL, request.api, request.model, kind, status
+        )
+
+    def _send(
+        self, status: int, body: dict[str, Any] | str, headers: dict[str, str] | None = None
+    ) -> None:
+        text = body if isinstance(body, str) else json.dumps(body)
+        kind = "text/plain; charset=utf-8" if isinstance(body, str) else "application/json"
+        payload = text.encode()
+        try:
+            self.send_response(status)
+            base = {"Content-Type": kind, "Content-Length": str(len(payload))}
+            for name, value in {**base, "X-Leadpipe-Simulator": "1", **(headers or {})}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up first; nobody is left to answer
+
+
+def _route(raw: str) -> str:
+    # Clients configured with a ".../v1" base URL may also reach the control endpoints under it.
+    path = raw.split("?", 1)[0].rstrip("/") or "/"
+    return path[3:] if path.startswith(("/v1/_sim/", "/v1/health")) else path
+
+
+def _error(api: str, error_type: str, message: str) -> dict[str, Any]:
+    if api == "anthropic":
+        # Anthropic's shape; its inner "error" object also satisfies OpenAI-style readers.
+        return {"type": "error", "error": {"type": error_type, "message": message}}
+    return {"error": {"message": message, "type": error_type}}
+
+
+def _answer(request: Completion, text: str, tokens: int, truncated: bool) -> dict[str, Any]:
+    if request.api == "anthropic":
+        return {
+            "id": f"msg_sim_{uuid.uuid4().hex[:24]}",
+            "type": "message",
+            "role": "assistant",
+            "model": request.model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "max_tokens" if truncated else "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": request.prompt_tokens, "output_tokens": tokens},
+        }
+    message = {"role": "assistant", "content": text}
+    finish = "length" if truncated else "stop"
+    return {
+        "id": f"chatcmpl-sim-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.model,
+        "system_fingerprint": FINGERPRINT,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {
+            "prompt_tokens": request.prompt_tokens,
+            "completion_tokens": tokens,
+            "total_tokens": request.prompt_tokens + tokens,
+        },
+    }
+
+
+class SimulatorServer:
+    """The simulator: binds when built (port 0: any free port); run start() or serve_forever()."""
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, config: SimulatorConfig | None = None
+    ) -> None:
+        self._state = _State(config or SimulatorConfig())
+        self._httpd = _HTTPServer((host, port), self._state)
+        self._thread: threading.Thread | None = None
+        self._serving: threading.Thread | None = None  # the thread inside serve_forever
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        """Base URL for clients, ``http://HOST:PORT/v1`` (Anthropic clients drop the ``/v1``)."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}/v1"
+
+    def configure(self, **changes: Any) -> SimulatorConfig:
+        """Update the live config in-process, as ``POST /_sim/config`` does.
+
+        Raises:
+            ValueError: an unknown field or an invalid value.
+        """
+        return self._state.update(changes)
+
+    def start(self) -> None:
+        """Serve in a daemon thread and return at once."""
+        if self._thread is not None or self._closed:
+            return
+        self._announce()
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="leadpipe-simulator",
+            daemon=True,
+        )
+        self._serving = self._thread
+        self._thread.start()
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until :meth:`stop` or Ctrl-C (``leadpipe simulator``)."""
+        self._announce()
+        self._serving = threading.current_thread()
+        try:
+            self._httpd.serve_forever(poll_interval=0.2)
+        finally:
+            self._serving = None
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop serving, wake handlers sleeping on latency or timeouts, close the socket.
+
+        Safe to call twice, before :meth:`start`, or from a signal handler in serve_forever.
+        """
+        self._state.stopping.set()
+        if self._serving is threading.current_thread():
+            # shutdown() waits for the serve loop, which is this very thread: ask from another
+            # thread and let serve_forever's finally block finish the stop.
+            threading.Thread(target=self._httpd.shutdown, daemon=True).start()
+            return
+        if self._serving is not None:
+            self._httpd.shutdown()
+            self._serving = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if not self._closed:
+            self._closed = True
+            self._httpd.server_close()
+            logger.info("%s stopped", LABEL)
+
+    def _announce(self) -> None:
+        base = self.url.removesuffix("/v1")
+        logger.info("%s listening on %s: offline, no real model is called", LABEL, base)
+
+    def __enter__(self) -> SimulatorServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,147 @@
+"""``leadpipe campaigns add|list|remove|run-now`` and ``leadpipe beat``: scheduled campaigns."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from db.base import utcnow
+from pipeline.campaigns.cron import CronError
+from pipeline.campaigns.schedules import (
+    CampaignError,
+    CampaignRun,
+    ScheduledCampaign,
+    add_campaign,
+    list_campaigns,
+    parse_deadline,
+    remove_campaign,
+    run_campaign,
+)
+from workers.context import session_factory
+
+campaigns = typer.Typer(
+    help="Scheduled (nightly) campaigns, run by `leadpipe beat`.", no_args_is_help=True
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"error: {message}", markup=False, highlight=False)
+    return typer.Exit(code)
+
+
+def _doc(c: ScheduledCampaign) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "source": c.source,
+        "cron": c.cron,
+        "priority": c.priority,
+        "enabled": c.enabled,
+        "deadline": c.deadline.isoformat() if c.deadline else None,
+        "last_run_at": c.last_run_at.isoformat() if c.last_run_at else None,
+        "sources_processed": c.sources_processed,
+    }
+
+
+@campaigns.command("add")
+def add(
+    name: str,
+    source: Annotated[Path, typer.Option(help="a lead file, or a directory of *.csv/*.jsonl")],
+    cron: Annotated[str, typer.Option(help="five-field cron in UTC, e.g. '0 2 * * *'")],
+    priority: Annotated[int, typer.Option(min=0, max=9, help="0 highest .. 9 lowest")] = 5,
+    deadline: Annotated[
+        str | None, typer.Option(help="stop after: ISO datetime, or a duration (P30D, 12h)")
+    ] = None,
+) -> None:
+    """Schedule a campaign; a running `leadpipe beat` picks it up within seconds."""
+    try:
+        until = parse_deadline(deadline, now=utcnow()) if deadline else None
+        with session_factory(migrate=True)() as session, session.begin():
+            view = add_campaign(
+                session, name=name, source=source, cron=cron, priority=priority, deadline=until
+            )
+    except (CronError, CampaignError) as exc:
+        raise _fail(str(exc)) from None
+    out.print(
+        f"scheduled campaign {view.name}: '{view.cron}' (UTC) over {view.source}, "
+        f"priority {view.priority}"
+        + (f", until {view.deadline:%Y-%m-%d %H:%M %Z}" if until else ""),
+        markup=False,
+        highlight=False,
+    )
+
+
+@campaigns.command("list")
+def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The scheduled campaigns."""
+    with session_factory(migrate=True)() as session:
+        rows = [_doc(c) for c in list_campaigns(session)]
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    table = Table("name", "cron (UTC)", "source", "prio", "deadline", "last run", "files")
+    for r in rows:
+        cells = [r[k] for k in ("name", "cron", "source", "priority", "deadline", "last_run_at")]
+        table.add_row(
+            *(str(c) if c is not None else "-" for c in cells), str(r["sources_processed"])
+        )
+    out.print(table)
+
+
+@campaigns.command("remove")
+def remove(name: str) -> None:
+    """Unschedule a campaign (its batches and results stay)."""
+    with session_factory(migrate=True)() as session, session.begin():
+        removed = remove_campaign(session, name)
+    if not removed:
+        raise _fail(f"no scheduled campaign {name!r}", code=1)
+    out.print(f"campaign {name} unscheduled", markup=False, highlight=False)
+
+
+@campaigns.command("run-now")
+def run_now(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Process the campaign's new source files now and enqueue their leads."""
+    from workers.canvas import dispatch
+
+    try:
+        run = run_campaign(session_factory(migrate=True), name=name, force=True)
+    except CampaignError as exc:
+        raise _fail(str(exc), code=1) from None
+    for batch in run.batches:
+        dispatch(batch.leads, batch.run_id)
+    _print_run(run, as_json=as_json)
+
+
+def _print_run(run: CampaignRun, *, as_json: bool) -> None:
+    sources = [
+        {
+            "path": o.path,
+            "batch_id": o.batch.batch_id if o.batch else None,
+            "accepted": o.accepted,
+            "rejected": o.rejected,
+            "error": o.error,
+        }
+        for o in run.outcomes
+    ]
+    if as_json:
+        sys.stdout.write(json.dumps({"campaign": run.campaign, "sources": sources}) + "\n")
+        return
+    if not sources:
+        out.print(f"campaign {run.campaign}: no new source files")
+    for s in sources:
+        what = f"batch {s['batch_id']}, {s['accepted']} lead(s)" if s["batch_id"] else s["error"]
+        out.print(f"  {s['path']}: {what}", markup=False, highlight=False)
+
+
+def beat(loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO") -> None:
+    """Run celery beat with the database scheduler (campaigns are read while it runs)."""
+    from workers.app import app
+
+    app.start(["beat", "-S", "workers.beat:DatabaseScheduler", "--loglevel", loglevel])

@@ -1,0 +1,154 @@
+"""``leadpipe``: enqueue, validate, status and the sub-command groups (typer + rich)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from pipeline.campaigns.batches import batch_progress, create_batch, file_hash
+from pipeline.ingest.leads import LeadFileError, ParseResult, parse_lead_file
+from pipeline.llm.routing import Strategy
+from pipeline.settings import get_settings
+from workers.cli import budget as cli_budget
+from workers.cli import campaigns as cli_campaigns
+from workers.cli import flower as cli_flower
+from workers.cli import ops as cli_ops
+from workers.cli import outcomes as cli_outcomes
+from workers.cli import report as cli_report
+from workers.cli.progress import wait_for_batch
+from workers.context import session_factory
+
+app = typer.Typer(
+    help="leadpipe: leads in, judged outreach emails out, inside a budget.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+for _command in (
+    cli_report.report,
+    cli_report.export,
+    cli_ops.worker,
+    cli_ops.simulator,
+    cli_ops.demo,
+    cli_ops.sweep,
+    cli_flower.flower,
+    cli_campaigns.beat,
+):
+    app.command()(_command)
+app.add_typer(cli_report.review, name="review")
+app.add_typer(cli_ops.db, name="db")
+app.add_typer(cli_outcomes.outcomes, name="outcomes")
+app.add_typer(cli_campaigns.campaigns, name="campaigns")
+app.add_typer(cli_budget.budget, name="budget")
+app.add_typer(cli_budget.queues, name="queues")
+err = Console(stderr=True)
+out = Console(soft_wrap=True)
+
+
+def _parse_or_exit(path: Path) -> ParseResult:
+    try:
+        return parse_lead_file(path)
+    except LeadFileError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        err.print(f"error: {path}: {exc.strerror}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _document(parsed: ParseResult, batch_id: str | None) -> dict[str, Any]:
+    return {
+        "batch_id": batch_id,
+        "accepted": len(parsed.leads),
+        "rejected": len(parsed.rejects),
+        "rejects": [{"row": r.row, "reason": r.reason} for r in parsed.rejects],
+    }
+
+
+def _print_summary(doc: dict[str, Any]) -> None:
+    out.print(f"accepted {doc['accepted']} lead(s), rejected {doc['rejected']} row(s)")
+    for reject in doc["rejects"]:
+        out.print(f"  row {reject['row']}: {reject['reason']}", markup=False, highlight=False)
+
+
+@app.command()
+def validate(path: Path, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Check a CRM export (CSV or JSONL) without enqueueing anything or needing any service."""
+    parsed = _parse_or_exit(path)
+    doc = _document(parsed, None)
+    if as_json:
+        sys.stdout.write(json.dumps(doc) + "\n")
+    else:
+        _print_summary(doc)
+    raise typer.Exit(0 if parsed.leads else 1)
+
+
+@app.command()
+def enqueue(
+    path: Path,
+    campaign: Annotated[str, typer.Option(help="campaign name (created on first use)")],
+    priority: Annotated[int, typer.Option(min=0, max=9, help="0 highest .. 9 lowest")] = 5,
+    strategy: Annotated[
+        Strategy | None, typer.Option(help="routing strategy for the campaign (seed 002)")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="show progress until the batch is done")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Validate a lead file, store its good rows and start one chain per lead."""
+    from workers.canvas import dispatch
+    from workers.cli.embedded import ensure_embedded_redis
+
+    notice = ensure_embedded_redis(get_settings())
+    if notice:
+        err.print(notice, markup=False, highlight=False)
+
+    parsed = _parse_or_exit(path)
+    if not parsed.leads:
+        doc = _document(parsed, None)
+        sys.stdout.write(json.dumps(doc) + "\n") if as_json else _print_summary(doc)
+        raise typer.Exit(1)
+    factory = session_factory(migrate=True)
+    with factory() as session, session.begin():
+        new = create_batch(
+            session,
+            parsed,
+            campaign=campaign,
+            priority=priority,
+            source=str(path),
+            source_hash=file_hash(path.read_bytes()),
+            strategy=strategy.value if strategy else None,
+        )
+    dispatch(new.leads, new.run_id)
+    doc = _document(parsed, new.batch_id)
+    if as_json:
+        sys.stdout.write(json.dumps(doc) + "\n")
+    else:
+        _print_summary(doc)
+        out.print(f"batch {new.batch_id} enqueued")
+    if wait:
+        wait_for_batch(new.batch_id, quiet=as_json)
+
+
+@app.command()
+def status(batch_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Counts per stage and state for one batch."""
+    with session_factory()() as session:
+        progress = batch_progress(session, batch_id)
+    if progress["leads"] == 0:
+        err.print(f"error: no batch {batch_id}")
+        raise typer.Exit(1)
+    if as_json:
+        sys.stdout.write(json.dumps(progress) + "\n")
+        return
+    out.print(f"batch {batch_id}: {progress['done']}/{progress['leads']} leads done")
+    out.print("  " + ", ".join(f"{k}: {v}" for k, v in sorted(progress["by_status"].items())))
+    for stage, counts in progress["by_stage"].items():
+        out.print(f"  {stage:<12} " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,106 @@
+"""``leadpipe worker``, ``simulator``, ``db`` and ``demo``: starting the processes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated
+
+import typer
+
+from workers.queues import ALL_QUEUES
+
+db = typer.Typer(help="Database schema.", no_args_is_help=True)
+
+
+def worker(
+    queues: Annotated[str, typer.Option("-Q", "--queues")] = ",".join(ALL_QUEUES),
+    concurrency: Annotated[int | None, typer.Option("-c", "--concurrency")] = None,
+    pool: Annotated[str, typer.Option("-P", "--pool")] = "threads",
+    hostname: Annotated[str, typer.Option("-n", "--hostname")] = "leadpipe@%h",
+    loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO",
+) -> None:
+    """Run a Celery worker (threads pool: the stages wait on the network, not the CPU)."""
+    from pipeline.errors import ConfigError
+    from pipeline.llm.routing import load_routing_table
+    from pipeline.settings import get_settings
+    from workers.app import app
+    from workers.cli.embedded import ensure_embedded_redis
+
+    settings = get_settings()
+    notice = ensure_embedded_redis(settings)
+    if notice:
+        typer.echo(notice, err=True)
+    try:  # an ops-edited routing table is checked before the worker takes any task
+        load_routing_table(settings.routing_table)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    argv = [
+        "worker",
+        "-Q",
+        queues,
+        "-P",
+        pool,
+        "-n",
+        hostname,
+        "-E",
+        "--loglevel",
+        loglevel,
+        "-c",
+        str(concurrency or settings.worker_concurrency),
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    app.worker_main(argv)
+
+
+def simulator(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8011,
+    latency_scale: Annotated[float, typer.Option(help="1.0 = realistic latencies")] = 1.0,
+    error_rate: Annotated[float, typer.Option(help="fraction of calls failing")] = 0.0,
+    seed: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Serve the offline provider SIMULATOR (OpenAI- and Anthropic-compatible, no real model)."""
+    from simulator import SimulatorConfig, SimulatorServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = SimulatorConfig(latency_scale=latency_scale, error_rate=error_rate, seed=seed)
+    SimulatorServer(host=host, port=port, config=config).serve_forever()
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the migrations to the configured database."""
+    from workers.context import session_factory
+
+    session_factory(migrate=True)
+    typer.echo("database is at the latest revision")
+
+
+def demo(
+    leads: Annotated[str, typer.Option(help="lead file to run")] = "samples/leads.csv",
+    latency_scale: Annotated[float, typer.Option()] = 0.1,
+) -> None:
+    """Start Redis, the simulator, the sample sites and a worker; run the sample leads; stop."""
+    from workers.cli.demo import run_demo
+
+    raise typer.Exit(run_demo(leads=leads, latency_scale=latency_scale))
+
+
+def sweep(
+    older_than: Annotated[int | None, typer.Option(help="idle seconds (default: settings)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Re-dispatch leads whose chain was lost (e.g. after a Redis restart without persistence)."""
+    from workers.lifecycle import sweep_after_s
+    from workers.ops import redispatch_stalled
+
+    stalled = redispatch_stalled(sweep_after_s() if older_than is None else older_than)
+    if as_json:
+        typer.echo(
+            json.dumps([{"lead_id": s.lead_id, "resume_at": s.resume_at.value} for s in stalled])
+        )
+    else:
+        typer.echo(f"re-dispatched {len(stalled)} stalled lead(s)")

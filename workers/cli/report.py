@@ -1,0 +1,147 @@
+"""``leadpipe report``, ``export`` and ``review``: reading results out of the database."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.campaigns.exports import export_emails, review_decide, review_items
+from pipeline.llm.routing import load_routing_table
+from pipeline.reporting.html import write_html_report
+from pipeline.reporting.report import build_report
+from pipeline.settings import get_settings
+from workers.context import session_factory
+
+review = typer.Typer(help="The human-review queue of held emails.", no_args_is_help=True)
+# Wide enough for model names when the report goes to a file or a pipe.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 150)
+
+
+def report_document(campaign: str | None, html: Path | None = None) -> dict[str, Any]:
+    """Build the report for ``campaign`` (all when None); write the HTML page to ``html``."""
+    settings = get_settings()
+    table = load_routing_table(settings.routing_table)
+    catalog = table.catalog
+    with session_factory(migrate=True)() as session:
+        if html is not None:
+            limit = settings.budget.daily_usd
+            write_html_report(
+                session, html, catalog=catalog, campaign=campaign, daily_limit_usd=limit
+            )
+        return build_report(session, catalog=catalog, campaign=campaign, is_cheap=table.is_cheap)
+
+
+def print_report(doc: dict[str, Any], console: Console = out) -> None:
+    """Render the report as rich tables."""
+    if doc["simulated"]:
+        console.print(
+            "[yellow]Calls were answered by the offline provider SIMULATOR: costs are "
+            "what those calls would cost at catalogue prices.[/yellow]"
+        )
+    console.print(
+        f"leads {doc['leads']}  completed {doc['completed']}  held for review "
+        f"{doc['held_for_review']}  failed {doc['failed']}  in progress {doc['in_progress']}"
+    )
+    console.print(
+        f"LLM calls {doc['llm_calls']} ({doc['failed_llm_calls']} failed)  cost ${doc['cost_usd']}"
+        f"  baseline (all {doc['baseline_model']}) ${doc['baseline_cost_usd']}  savings "
+        f"{doc['savings_pct']} %  cost per lead ${doc['cost_per_lead_usd']}  avg quality "
+        f"{doc['avg_quality']}  calls on cheap models {doc['cheap_call_share']:.0%}"
+    )
+    for title, key in (("Cost by stage", "by_stage"), ("Cost by model", "by_model")):
+        table = Table(title=title)
+        for col in ("", "calls", "failed", "tokens in", "tokens out", "cost $", "baseline $"):
+            table.add_column(col, justify="left" if not col else "right")
+        for name, e in sorted(doc[key].items()):
+            table.add_row(
+                name,
+                str(e["calls"]),
+                str(e["failed_calls"]),
+                str(e["prompt_tokens"]),
+                str(e["completion_tokens"]),
+                e["cost_usd"],
+                e["baseline_cost_usd"],
+            )
+        console.print(table)
+
+
+def report(
+    campaign: Annotated[str | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    html: Annotated[Path | None, typer.Option(help="also write a self-contained HTML page")] = None,
+) -> None:
+    """Calls, cost per stage and model, savings against the all-premium baseline."""
+    try:
+        doc = report_document(campaign, html)
+    except LookupError as exc:
+        Console(stderr=True).print(f"error: {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        sys.stdout.write(json.dumps(doc) + "\n")
+    else:
+        print_report(doc)
+
+
+def export(
+    campaign: Annotated[str, typer.Option()],
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "csv",
+    out_file: Annotated[Path | None, typer.Option("--out")] = None,
+) -> None:
+    """The approved emails of a campaign, ready for a sending tool."""
+    if fmt not in ("csv", "jsonl"):
+        raise typer.BadParameter("--format must be csv or jsonl")
+    with session_factory(migrate=True)() as session:
+        text, count = export_emails(session, campaign=campaign, fmt=fmt)
+    if out_file is None:
+        sys.stdout.write(text)
+    else:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(text, encoding="utf-8")
+        Console(stderr=True).print(f"wrote {count} approved email(s) to {out_file}")
+
+
+@review.command("list")
+def review_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Emails waiting for a human decision."""
+    with session_factory(migrate=True)() as session:
+        items = review_items(session)
+    if as_json:
+        sys.stdout.write(json.dumps(items) + "\n")
+        return
+    for item in items:
+        out.print(
+            f"#{item['id']} lead {item['lead_id']} {item['company']}: {item['reason']}",
+            markup=False,
+        )
+
+
+@review.command("show")
+def review_show(item_id: int) -> None:
+    """One held email in full."""
+    with session_factory(migrate=True)() as session:
+        items = [i for i in review_items(session, status=None) if i["id"] == item_id]
+    if not items:
+        raise typer.BadParameter(f"no review item {item_id}")
+    sys.stdout.write(json.dumps(items[0], indent=2) + "\n")
+
+
+@review.command("approve")
+def review_approve(item_id: int, by: Annotated[str, typer.Option()] = "ops") -> None:
+    """Approve a held email (it is exported from then on)."""
+    with session_factory(migrate=True)() as session, session.begin():
+        review_decide(session, item_id, approve=True, by=by)
+    out.print(f"approved #{item_id}")
+
+
+@review.command("reject")
+def review_reject(item_id: int, by: Annotated[str, typer.Option()] = "ops") -> None:
+    """Reject a held email (it is never exported)."""
+    with session_factory(migrate=True)() as session, session.begin():
+        review_decide(session, item_id, approve=False, by=by)
+    out.print(f"rejected #{item_id}")
