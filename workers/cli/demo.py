@@ -76,7 +76,7 @@ def demo_env(redis_port: int, sim_port: int, site_port: int) -> dict[str, str]:
 
 def run_demo(*, leads: str, latency_scale: float) -> int:
     """Run the whole demo; returns the process exit code."""
-    leadpipe = [sys.executable, "-m", "workers"]
+    leadpipe = [sys.executable, "-m", "workers.cli"]
     if DEMO_DIR.exists():
         shutil.rmtree(DEMO_DIR)
     DEMO_DIR.mkdir(parents=True)
