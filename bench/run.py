@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = (["cost.py"],)
+BENCHES = (["cost.py"], ["gateway.py"])
 
 
 def main() -> int:

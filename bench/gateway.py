@@ -1,0 +1,252 @@
+"""Issue 15's gateway benchmark: overhead per model call over a plain httpx POST.
+
+Three clients send the same chat completion to the same local endpoint (the provider SIMULATOR
+in its own process, zero latency), interleaved in rounds so machine noise hits all of them:
+
+- ``plain``: one ``httpx.Client.post`` (the floor: network + server time);
+- ``leadpipe``: ``call_model`` with the production ``Deps`` of a worker (route, budget
+  reservation in Redis, cache lookup, circuit breaker, call, ledger row in the database);
+- ``litellm``: LiteLLM's ``Router.completion`` (only when the ``bench`` extra is installed).
+
+The overhead of a client is its median minus the plain median. A cache hit is ``call_model``
+answered from the response cache. Usage:
+
+    python bench/gateway.py [--calls 300] [--rounds 5] [--json]
+
+Needs LEADPIPE_TEST_REDIS_URL (and LEADPIPE_TEST_DATABASE_URL for PostgreSQL): `make bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.cost import database_url  # noqa: E402
+from db.enums import Stage  # noqa: E402
+from db.migrate import upgrade  # noqa: E402
+from pipeline.deps import Deps  # noqa: E402
+from pipeline.llm.gateway import CallContext, call_model  # noqa: E402
+from pipeline.logs import configure_logging  # noqa: E402
+from pipeline.models import LLMRequest, Prompt, Route  # noqa: E402
+from pipeline.settings import Settings  # noqa: E402
+
+FLOORS = {"overhead_vs_plain_ms": 1.5, "ratio_vs_litellm": 1 / 3, "cache_hit_ms": 0.5}
+OPENAI_KINDS = ("openai", "openrouter", "deepseek", "vllm", "cerebras")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_simulator(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "workers.cli", "simulator", "--port", str(port)]
+    proc = subprocess.Popen(
+        [*cmd, "--latency-scale", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
+            return proc, f"http://127.0.0.1:{port}/v1"
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the simulator did not start")
+
+
+def classify_prompt(i: int) -> Prompt:
+    """A classify prompt the simulator answers in shape; ``i`` makes it unique (a cache miss)."""
+    from pipeline.llm.prompts import render
+
+    lead = {"company": f"Acme Dental {i}", "industry": "Healthcare", "employees": 40}
+    return render("classify", lead=lead)
+
+
+def openai_route(deps: Deps) -> Route:
+    for route in deps.routing.chain(Stage.CLASSIFY, None):
+        if route.provider in OPENAI_KINDS:
+            return route
+    raise RuntimeError("no OpenAI-compatible model on the classify ladder")
+
+
+def timed(fn: Callable[[int], Any], start: int, calls: int) -> list[float]:
+    out = []
+    for i in range(start, start + calls):
+        t0 = time.perf_counter()
+        fn(i)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def litellm_client(sim_url: str, model: str) -> Callable[[int], Any] | None:
+    # LiteLLM fetches a price list from the internet at import unless told to use its own copy.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    try:
+        from litellm import Router
+    except ImportError:
+        return None
+    router = Router(
+        model_list=[
+            {
+                "model_name": "bench",
+                "litellm_params": {"model": f"openai/{model}", "api_base": sim_url, "api_key": "x"},
+            }
+        ]
+    )
+
+    def call(i: int) -> Any:
+        prompt = classify_prompt(i)
+        return router.completion(
+            model="bench",
+            messages=[
+                {"role": "system", "content": prompt.system},
+                {"role": "user", "content": prompt.user},
+            ],
+            max_tokens=200,
+            response_format={"type": "json_object"},
+        )
+
+    return call
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from workers.lifecycle import build_deps
+
+    configure_logging(level=logging.WARNING)  # a log line per call would be measured too
+    workdir = Path(tempfile.mkdtemp(prefix="leadpipe-bench-gw-"))
+    redis_url = os.environ.get("LEADPIPE_TEST_REDIS_URL", "redis://127.0.0.1:56379/0")
+    redis_url = redis_url.rsplit("/", 1)[0] + "/8"
+    redis.Redis.from_url(redis_url).flushdb()
+    db_url = database_url(workdir)
+    upgrade(db_url)
+    env = dict(os.environ, LEADPIPE_DATA_DIR=str(workdir))
+    sim, sim_url = start_simulator(env)
+    try:
+        settings = Settings(
+            database_url=db_url,
+            redis_url=redis_url,
+            simulator_url=sim_url,
+            data_dir=workdir,
+            metrics_port=None,
+        )
+        deps = build_deps(settings)
+        route = openai_route(deps)
+        http = httpx.Client(timeout=30)
+        run_id = uuid.uuid4().hex
+
+        def plain(i: int) -> Any:
+            prompt = classify_prompt(i)
+            req = LLMRequest(route.model, prompt.system, prompt.user, route.max_output_tokens)
+            resp = http.post(f"{sim_url}/chat/completions", json=req.to_openai_payload())
+            resp.raise_for_status()
+            return resp.json()
+
+        def leadpipe(i: int) -> Any:
+            ctx = CallContext(Stage.CLASSIFY, None, run_id, None, call_key=f"c{i}")
+            return call_model(deps, ctx, classify_prompt(i), [route])
+
+        def cache_hit(i: int) -> Any:  # the same prompt as call 0, a new journal key
+            ctx = CallContext(Stage.CLASSIFY, None, run_id, None, call_key=f"hit{i}")
+            return call_model(deps, ctx, classify_prompt(0), [route])
+
+        litellm = litellm_client(sim_url, route.model)
+        clients: dict[str, Callable[[int], Any]] = {"plain": plain, "leadpipe": leadpipe}
+        if litellm is not None:
+            clients["litellm"] = litellm
+        for fn in clients.values():  # warm up connections, imports and the cache entry
+            timed(fn, 0, 5)
+        samples: dict[str, list[float]] = {name: [] for name in [*clients, "cache_hit"]}
+        per_round = max(1, args.calls // args.rounds)
+        for r in range(args.rounds):
+            base = 1000 + r * per_round
+            for name, fn in clients.items():
+                samples[name] += timed(fn, base, per_round)
+            samples["cache_hit"] += timed(cache_hit, base, per_round)
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+    med = {name: statistics.median(v) for name, v in samples.items()}
+    out: dict[str, Any] = {
+        "calls_per_client": per_round * args.rounds,
+        "model": route.ref,
+        "database": db_url.split(":", 1)[0],
+        "plain_httpx_ms_median": round(med["plain"], 3),
+        "leadpipe_ms_median": round(med["leadpipe"], 3),
+        "leadpipe_overhead_ms_median": round(med["leadpipe"] - med["plain"], 3),
+        "cache_hit_overhead_ms_median": round(med["cache_hit"], 3),
+        "litellm_overhead_ms_median": None,
+        "leadpipe_vs_litellm_overhead": None,
+        "floors": FLOORS,
+    }
+    if "litellm" in med:
+        lite = med["litellm"] - med["plain"]
+        out["litellm_overhead_ms_median"] = round(lite, 3)
+        out["leadpipe_vs_litellm_overhead"] = round(out["leadpipe_overhead_ms_median"] / lite, 3)
+    return out
+
+
+def print_table(res: dict[str, Any]) -> None:
+    print(f"gateway overhead per call over plain httpx ({res['calls_per_client']} calls each)")
+    print(f"  plain httpx median        {res['plain_httpx_ms_median']:8.3f} ms")
+    print(
+        f"  leadpipe overhead         {res['leadpipe_overhead_ms_median']:8.3f} ms"
+        f"   floor <= {FLOORS['overhead_vs_plain_ms']} ms"
+    )
+    lite = res["litellm_overhead_ms_median"]
+    print(
+        "  LiteLLM Router overhead   "
+        + (f"{lite:8.3f} ms" if lite is not None else "  (not installed: pip install .[bench])")
+    )
+    if res["leadpipe_vs_litellm_overhead"] is not None:
+        print(
+            f"  leadpipe / LiteLLM        {res['leadpipe_vs_litellm_overhead']:8.3f}"
+            f"      floor <= {FLOORS['ratio_vs_litellm']:.3f}"
+        )
+    print(
+        f"  cache hit                 {res['cache_hit_overhead_ms_median']:8.3f} ms"
+        f"   floor <= {FLOORS['cache_hit_ms']} ms"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    res = run(args)
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    (ROOT / "bench" / "results" / "gateway.json").write_text(json.dumps(res, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print_table(res)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
