@@ -28,6 +28,14 @@ services: ## start local PostgreSQL and Redis for the tests (no Docker)
 services-stop: ## stop the test PostgreSQL and Redis
 	@scripts/services.sh stop
 
+.PHONY: real-model
+real-model: ## builds and starts the real llama.cpp model server (SmolLM2-135M, 127.0.0.1:58080)
+	@scripts/real_model.sh start
+
+.PHONY: real-model-stop
+real-model-stop: ## stop the real model server
+	@scripts/real_model.sh stop
+
 .PHONY: test
 test: $(STAMP) services ## run every test against real PostgreSQL and Redis
 	eval "$$(scripts/services.sh env)" && $(PY) -m pytest -q
