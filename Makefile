@@ -37,12 +37,12 @@ real-model-stop: ## stop the real model server
 	@scripts/real_model.sh stop
 
 .PHONY: test
-test: $(STAMP) services ## run every test against real PostgreSQL and Redis
-	eval "$$(scripts/services.sh env)" && $(PY) -m pytest -q
+test: $(STAMP) services real-model ## run every test against real PostgreSQL, Redis and a real model
+	eval "$$(scripts/services.sh env)" && eval "$$(scripts/real_model.sh env)" && $(PY) -m pytest -q
 
 .PHONY: testcov
-testcov: $(STAMP) services ## tests with branch coverage
-	eval "$$(scripts/services.sh env)" && $(PY) -m coverage run -m pytest -q && $(PY) -m coverage report
+testcov: $(STAMP) services real-model ## tests with branch coverage
+	eval "$$(scripts/services.sh env)" && eval "$$(scripts/real_model.sh env)" && $(PY) -m coverage run -m pytest -q && $(PY) -m coverage report
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict

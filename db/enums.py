@@ -41,6 +41,8 @@ class Tier(StrEnum):
 class CallStatus(StrEnum):
     OK = "ok"
     ERROR = "error"
+    INVALID_OUTPUT = "invalid_output"
+    """Answered and billed, but outside the stage's contract (the answer is kept)."""
 
 
 class ReviewStatus(StrEnum):

@@ -139,7 +139,7 @@ class LLMCall(Base):
     fallback_from: Mapped[str | None] = mapped_column(String(120))
     attempt: Mapped[int] = mapped_column(default=1)
     quality_score: Mapped[Decimal | None] = mapped_column()
-    status: Mapped[str] = mapped_column(String(10), default=CallStatus.OK)
+    status: Mapped[str] = mapped_column(String(20), default=CallStatus.OK)
     error: Mapped[str | None] = mapped_column(Text)
     response: Mapped[dict[str, Any] | None] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

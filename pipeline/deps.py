@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -49,15 +48,6 @@ class BudgetView(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How hard the gateway tries one model before falling back to the next."""
-
-    attempts_per_model: int = 2
-    backoff_s: float = 0.5
-    max_backoff_s: float = 8.0
-
-
-@dataclass(frozen=True, slots=True)
 class RoutingPolicy:
     """Cost-control knobs the stages apply (from settings; seed 000 and issue 4)."""
 
@@ -70,6 +60,7 @@ class RoutingPolicy:
     """A cheap judge's score this close to the gate is checked again by the strongest judge."""
     sender_name: str = default_of(Settings, "sender_name")
     sender_company: str = default_of(Settings, "sender_company")
+    sender_website: str | None = default_of(Settings, "sender_website")
 
 
 @dataclass(slots=True)
@@ -88,8 +79,6 @@ class Deps:
     cache: ResponseCache | None = None
     stage_lease_s: int = default_of(Settings, "stage_lease_s")
     """A running stage row younger than this belongs to a live task (see stages._common)."""
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    sleep: Callable[[float], None] = time.sleep
 
     @contextmanager
     def session_scope(self) -> Iterator[Session]:

@@ -8,6 +8,7 @@ PipelineError
 └── PermanentError               fails fast (or parks the lead); retrying cannot help
     ├── ProviderRejected         HTTP 4xx other than 429 (bad key, bad request)
     ├── InvalidLLMOutput         model output unusable after one repair attempt
+    │   └── NoValidAnswer        no model of the chain gave a valid answer (or all refused)
     ├── BudgetExhausted          no budget left for this call
     ├── LeadNotFound             the lead id no longer exists
     ├── FetchRefused             a website URL points at a forbidden address
@@ -32,11 +33,20 @@ class PermanentError(PipelineError):
 class ProviderUnavailable(TransientError):
     """The provider could not answer now (rate limit, server error, timeout)."""
 
-    def __init__(self, provider: str, reason: str, *, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self,
+        provider: str,
+        reason: str,
+        *,
+        retry_after_s: float | None = None,
+        timeout: bool = False,
+    ) -> None:
         super().__init__(f"{provider}: {reason}")
         self.provider = provider
         self.reason = reason
         self.retry_after_s = retry_after_s
+        self.timeout = timeout
+        """A slow answer, not a broken model: it does not count towards the circuit breaker."""
 
 
 class ReservationContended(TransientError):
@@ -46,14 +56,23 @@ class ReservationContended(TransientError):
 class ProviderRejected(PermanentError):
     """The provider refused the request itself."""
 
-    def __init__(self, provider: str, reason: str) -> None:
+    def __init__(self, provider: str, reason: str, *, status_code: int | None = None) -> None:
         super().__init__(f"{provider}: {reason}")
         self.provider = provider
         self.reason = reason
+        self.status_code = status_code
 
 
 class InvalidLLMOutput(PermanentError):
     """The model's answer could not be parsed into the stage's schema."""
+
+
+class NoValidAnswer(InvalidLLMOutput):
+    """Every model of the chain answered outside the stage's contract or refused the request.
+
+    Raised after each model had its one repair attempt; stages with a deterministic answer fall
+    back to it, the others park the lead with ``reason``.
+    """
 
 
 class AllRoutesFailed(TransientError):

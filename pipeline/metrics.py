@@ -60,7 +60,8 @@ FALLBACKS = Counter(
 def observe_call(row: LLMCall) -> None:
     """Count one ledger row: call, tokens, cost, latency, cache hit, fallback."""
     stage, model = row.stage, row.model
-    status = CallStatus.OK.value if row.status == CallStatus.OK else CallStatus.ERROR.value
+    known = {s.value for s in CallStatus}
+    status = str(row.status) if row.status in known else CallStatus.ERROR.value
     LLM_CALLS.labels(stage, model, row.provider, status).inc()
     LLM_TOKENS.labels(stage, model, "input").inc(row.prompt_tokens)
     LLM_TOKENS.labels(stage, model, "output").inc(row.completion_tokens)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +25,17 @@ class LLMRequest:
     max_tokens: int
     temperature: float = 0.2
     json_mode: bool = True
+    schema: dict[str, Any] | None = None
+    """The answer's JSON schema (the stage contract); None asks for any JSON object."""
+    schema_name: str = "answer"
 
-    def to_openai_payload(self) -> dict[str, Any]:
-        """The body of an OpenAI-compatible ``/chat/completions`` request."""
+    def to_openai_payload(self, schema_mode: str = "json_schema") -> dict[str, Any]:
+        """The body of an OpenAI-compatible ``/chat/completions`` request.
+
+        ``schema_mode`` is how this server takes a schema: ``json_schema`` (OpenAI, vLLM:
+        ``{"type": "json_schema", ...}``), ``json_object`` (llama-cpp-python's server:
+        ``{"type": "json_object", "schema": ...}``) or ``none`` (JSON mode only).
+        """
         payload: dict[str, Any] = {
             "model": self.model,
             "messages": [
@@ -37,14 +46,26 @@ class LLMRequest:
             "temperature": self.temperature,
         }
         if self.json_mode:
-            payload["response_format"] = {"type": "json_object"}
+            payload["response_format"] = self._response_format(schema_mode)
         return payload
 
+    def _response_format(self, schema_mode: str) -> dict[str, Any]:
+        if self.schema is None or schema_mode == "none":
+            return {"type": "json_object"}
+        if schema_mode == "json_object":
+            return {"type": "json_object", "schema": self.schema}
+        spec = {"name": self.schema_name, "schema": self.schema, "strict": False}
+        return {"type": "json_schema", "json_schema": spec}
+
     def to_anthropic_payload(self) -> dict[str, Any]:
-        """The body of an Anthropic ``/messages`` request."""
+        """The body of an Anthropic ``/messages`` request (the schema goes into the prompt)."""
+        system = self.system
+        if self.json_mode and self.schema is not None:
+            schema = json.dumps(self.schema, separators=(",", ":"))
+            system += f"\nAnswer with one JSON object that satisfies this JSON schema:\n{schema}"
         return {
             "model": self.model,
-            "system": self.system,
+            "system": system,
             "messages": [{"role": "user", "content": self.user}],
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
@@ -100,3 +121,7 @@ class GatewayResult:
     cache_hit: bool = False
     attempts: int = 1
     fallbacks: tuple[str, ...] = field(default_factory=tuple)
+    simulated: bool = False
+    """Answered by the offline simulator (kept through cache hits and journal replays)."""
+    repaired: bool = False
+    """Valid only after the one repair call."""

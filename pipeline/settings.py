@@ -26,6 +26,11 @@ class ProviderSettings(BaseModel):
     base_url: str | None = None
     api_key: SecretStr | None = None
     timeout_s: float = 30.0
+    """Read timeout of one call; a call past it is cancelled (its connection closed)."""
+    connect_timeout_s: float = 5.0
+    schema_mode: Literal["json_schema", "json_object", "none"] = "json_schema"
+    """How this server takes the answer's JSON schema: ``json_schema`` (OpenAI, vLLM),
+    ``json_object`` (llama-cpp-python's server) or ``none`` (JSON mode, schema in the prompt)."""
 
 
 class WebSettings(BaseModel):
@@ -91,6 +96,8 @@ class Settings(BaseSettings):
     ab_testing: bool = True
     sender_name: str = "Alex Morgan"
     sender_company: str = "leadpipe"
+    sender_website: str | None = None
+    """The sender's own site: the one link, besides the lead's site, an approved email may hold."""
     worker_concurrency: int = 8
     stage_lease_s: int = 300
     """How long a started stage is protected from a concurrent duplicate delivery."""

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.base import Base
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
-from pipeline.deps import Deps, RetryPolicy
+from pipeline.deps import Deps
 from pipeline.llm.providers import build_providers, make_http_client
 from pipeline.llm.routing import RoutingTable, load_routing_table
 from pipeline.web.fetch import WebPolicy
@@ -92,7 +92,5 @@ def deps(
         routing=routing,
         web_policy=WebPolicy(),
         redis=redis_client,
-        retry=RetryPolicy(attempts_per_model=2, backoff_s=0.0, max_backoff_s=0.0),
-        sleep=lambda _s: None,
     )
     http.close()

@@ -54,6 +54,7 @@ def build_deps(settings: Settings) -> Deps:
             ab_testing=settings.ab_testing,
             sender_name=settings.sender_name,
             sender_company=settings.sender_company,
+            sender_website=settings.sender_website,
         ),
         breaker=CircuitBreaker(client),
         budget=guard,

@@ -1,7 +1,9 @@
 """Circuit breaker per model, shared by every worker through Redis (seed 003 pitfall 2).
 
 After ``threshold`` consecutive failures a model is taken out of every chain for ``cooldown_s``
-seconds; the first success closes the breaker again. Without Redis (unit tests) it is a no-op.
+seconds; the first success closes the breaker again. A refusal that every call would repeat (bad
+key, unknown model) trips it at once. Timeouts are not failures here: a slow model is not broken.
+Without Redis (unit tests) it is a no-op.
 """
 
 from __future__ import annotations
@@ -40,6 +42,14 @@ class CircuitBreaker:
             self.redis.set(f"breaker:open:{ref}", count, ex=self.cooldown_s)
             self.redis.delete(key)
             log.warning("circuit_opened", model=ref, failures=count, cooldown_s=self.cooldown_s)
+
+    def trip(self, ref: str, *, reason: str, cooldown_s: int = 600) -> None:
+        """Open the breaker at once: the model refused us in a way every call would repeat
+        (401, 403, 404), so a retried task must not spend another attempt on it."""
+        if self.redis is None:
+            return
+        self.redis.set(f"breaker:open:{ref}", 1, ex=cooldown_s)
+        log.warning("circuit_tripped", model=ref, reason=reason, cooldown_s=cooldown_s)
 
     def success(self, ref: str) -> None:
         """A success resets the failure count."""

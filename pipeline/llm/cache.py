@@ -1,10 +1,13 @@
 """Redis response cache, keyed on the content of the prompt (seed 003 section 3.3).
 
-The key is the stage, the model the router asked for and a SHA-256 of the prompt text and its
-template version, so two council members asking different models never share an answer, and a
-changed template never serves a stale one. TTLs follow seed 003 (classify 30 days, score 7 days,
-website analysis 1 day, emails 1 hour) and are multiplied by the budget throttle's factor (x5 from
-level 4). A hit costs nothing and is recorded in the ledger with ``cache_hit``.
+The key is the stage, the model the router asked for, the endpoint that would answer it (so a
+simulator's answer never serves a run against the real provider) and a SHA-256 of the prompt text
+and its template version, so two council members asking different models never share an answer, and
+a changed template never serves a stale one. A hit keeps the original answer's provenance (model,
+simulated). Calls meant to improve on an answer (escalations, second council drafts) do not read
+the cache at all (``call_model(read_cache=False)``). TTLs follow seed 003 (classify 30 days, score
+7 days, website analysis 1 day, emails 1 hour) and are multiplied by the budget throttle's factor
+(x5 from level 4). A hit costs nothing and is recorded in the ledger with ``cache_hit``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class CachedAnswer:
     text: str
     provider: str
     model: str
+    simulated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,25 +53,43 @@ class ResponseCache:
     multiplier: Callable[[], int] = lambda: 1
 
     @staticmethod
-    def key(stage: Stage, requested: str, prompt: Prompt) -> str:
-        """The cache key for a prompt sent to ``requested`` (``provider:model``) at ``stage``."""
+    def key(stage: Stage, requested: str, prompt: Prompt, endpoint: str) -> str:
+        """The cache key for a prompt sent to ``requested`` (``provider:model``) at ``endpoint``."""
         digest = hashlib.sha256(
-            "\x00".join((prompt.version, prompt.system, prompt.user)).encode()
+            "\x00".join((endpoint, prompt.version, prompt.system, prompt.user)).encode()
         ).hexdigest()
         return f"cache:{stage.value}:{requested}:{digest}"
 
-    def get(self, stage: Stage, requested: str, prompt: Prompt) -> CachedAnswer | None:
+    def get(
+        self, stage: Stage, requested: str, prompt: Prompt, endpoint: str
+    ) -> CachedAnswer | None:
         """The stored answer, if any and still fresh."""
-        raw = self.redis.get(self.key(stage, requested, prompt))
+        raw = self.redis.get(self.key(stage, requested, prompt, endpoint))
         if raw is None:
             return None
         data = json.loads(raw)
-        return CachedAnswer(str(data["text"]), str(data["provider"]), str(data["model"]))
+        return CachedAnswer(
+            str(data["text"]),
+            str(data["provider"]),
+            str(data["model"]),
+            simulated=bool(data.get("simulated", False)),
+        )
 
-    def put(self, stage: Stage, requested: str, prompt: Prompt, text: str, route: Route) -> None:
+    def put(
+        self,
+        stage: Stage,
+        requested: str,
+        prompt: Prompt,
+        text: str,
+        route: Route,
+        endpoint: str,
+        simulated: bool,
+    ) -> None:
         """Store an answer for the stage's TTL times the current multiplier."""
         ttl = TTL_S.get(stage, 0) * self.multiplier()
         if ttl <= 0:
             return
-        value = json.dumps({"text": text, "provider": route.provider, "model": route.model})
-        self.redis.set(self.key(stage, requested, prompt), value, ex=ttl)
+        value = json.dumps(
+            {"text": text, "provider": route.provider, "model": route.model, "simulated": simulated}
+        )
+        self.redis.set(self.key(stage, requested, prompt, endpoint), value, ex=ttl)

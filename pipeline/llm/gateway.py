@@ -1,4 +1,4 @@
-"""The only path to a model: journal, route chain, retries and fallback, price, ledger.
+"""The only path to a model: journal, route chain, contract, repair and fallback, price, ledger.
 
 Every attempt writes one ``llm_calls`` row in its own short transaction, successful or not, so the
 ledger is the source of truth for spend. A successful call is journaled under a deterministic key
@@ -8,8 +8,6 @@ paying for the call again.
 
 from __future__ import annotations
 
-import json
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -24,14 +22,31 @@ from db.models import LLMCall
 from pipeline import metrics
 from pipeline.budget.guard import Reservation
 from pipeline.deps import Deps
-from pipeline.errors import AllRoutesFailed, ProviderRejected, ProviderUnavailable
+from pipeline.errors import (
+    AllRoutesFailed,
+    NoValidAnswer,
+    PipelineError,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 from pipeline.llm.cache import ResponseCache
 from pipeline.llm.catalog import estimate_max_cost, estimate_prompt_tokens
+from pipeline.llm.contracts import (
+    REPAIR_SUFFIX,
+    Contract,
+    contract_for,
+    json_schema,
+    repair_prompt,
+    shown_answer,
+    validate,
+)
 from pipeline.llm.providers.base import LLMProvider
+from pipeline.logs import mask_secrets
 from pipeline.models import GatewayResult, LLMRequest, LLMResponse, Prompt, Route, Usage
 
 log = structlog.get_logger(__name__)
-_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
+MODEL_REFUSED = frozenset({401, 403, 404})
+"""Refusals that hold for every call to the model (bad key, no access, unknown model)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,36 +67,50 @@ class CallContext:
 
 
 def call_model(
-    deps: Deps, ctx: CallContext, prompt: Prompt, chain: list[Route], *, json_mode: bool = True
+    deps: Deps,
+    ctx: CallContext,
+    prompt: Prompt,
+    chain: list[Route],
+    *,
+    json_mode: bool = True,
+    contract: type[Contract] | None = None,
+    read_cache: bool = True,
 ) -> GatewayResult:
-    """Answer ``prompt`` with the first model of ``chain`` that succeeds.
+    """Answer ``prompt`` with the first model of ``chain`` whose answer meets the contract.
+
+    Each model gets one attempt (the task's retry is the only retry loop) and, when it answers
+    outside the contract, one repair call; then the next rung is tried.
 
     Args:
         deps: process dependencies (providers, catalogue, sessions).
         ctx: the lead, stage and run the call belongs to.
         prompt: rendered system and user text.
         chain: primary route first, then fallbacks.
-        json_mode: parse the answer as a JSON object; an unparseable answer counts as a
-            failed (but billed) attempt and moves on to the next model.
+        json_mode: expect a JSON object; False returns the text as it came.
+        contract: the answer's pydantic contract (default: the stage's, ``contracts.CONTRACTS``).
+        read_cache: False for a call meant to improve on an earlier answer (an escalation, a
+            second council draft): the cached answer is exactly what it must not get back.
 
     Raises:
-        AllRoutesFailed: no model in the chain produced a usable answer.
+        AllRoutesFailed: a model was unavailable for now (timeout, 429, 5xx): retry later.
+        NoValidAnswer: every model refused the request or answered outside the contract.
     """
-    replay = _journal_replay(deps, ctx)
+    shape = (contract or contract_for(ctx.stage)) if json_mode else None
+    replay = _journal_replay(deps, ctx, shape)
     if replay is not None:
         return replay
-    if deps.cache is not None and chain and json_mode:
-        cached = _cache_hit(deps, deps.cache, ctx, prompt, chain[0])
+    primary = chain[0] if chain else None
+    if read_cache and deps.cache is not None and primary is not None and shape is not None:
+        cached = _cache_hit(deps, deps.cache, ctx, prompt, primary, shape)
         if cached is not None:
             return cached
-    run = _ChainRun(deps, ctx, prompt, chain[0].ref if chain else None, json_mode)
+    run = _ChainRun(deps, ctx, prompt, primary.ref if primary else None, shape)
     for route in chain:
         result = run.try_route(route)
         if result is not None:
-            if deps.cache is not None and run.primary is not None:
-                deps.cache.put(ctx.stage, run.primary, prompt, result.text, route)
+            _cache_put(deps, ctx, prompt, primary, result)
             return result
-    raise AllRoutesFailed(f"{ctx.stage.value}: every model failed: " + "; ".join(run.errors[-6:]))
+    raise run.failure()
 
 
 @dataclass(slots=True)
@@ -92,52 +121,98 @@ class _ChainRun:
     ctx: CallContext
     prompt: Prompt
     primary: str | None
-    json_mode: bool
+    contract: type[Contract] | None
     attempt: int = 0
     errors: list[str] = field(default_factory=list)
+    transient: bool = False
+    """Some model failed in a way that may pass (timeout, 429, 5xx, open breaker)."""
 
     def try_route(self, route: Route) -> GatewayResult | None:
-        """Up to ``attempts_per_model`` tries of one model; None moves on to the next."""
-        deps = self.deps
-        provider = deps.providers.get(route.provider)
-        if provider is None or (deps.breaker is not None and deps.breaker.is_open(route.ref)):
-            why = "provider not configured" if provider is None else "circuit open"
-            self.errors.append(f"{route.ref}: {why}")
+        """One call to one model, plus one repair call if it broke the contract."""
+        provider = self.deps.providers.get(route.provider)
+        if provider is None:
+            self.errors.append(f"{route.ref}: provider not configured")
             return None
+        if self.deps.breaker is not None and self.deps.breaker.is_open(route.ref):
+            self.errors.append(f"{route.ref}: circuit open")
+            self.transient = True
+            return None
+        outcome = self._attempt(provider, route, self.prompt)
+        if not isinstance(outcome, _Invalid) or self.contract is None:
+            return outcome if isinstance(outcome, GatewayResult) else None
+        repair = repair_prompt(self.prompt, self.contract, outcome.text, outcome.errors)
+        repaired = self._attempt(provider, route, repair)
+        return repaired if isinstance(repaired, GatewayResult) else None
+
+    def _attempt(
+        self, provider: LLMProvider, route: Route, prompt: Prompt
+    ) -> GatewayResult | _Invalid | None:
+        """One billed attempt: a result, an invalid answer (to repair) or None (failed)."""
+        deps = self.deps
+        self.attempt += 1
         fallback_from = self.primary if route.ref != self.primary else None
-        for try_no in range(deps.retry.attempts_per_model):
-            self.attempt += 1
-            request = LLMRequest(
-                model=route.model,
-                system=self.prompt.system,
-                user=self.prompt.user,
-                max_tokens=route.max_output_tokens,
-                json_mode=self.json_mode,
-            )
-            reservation = _reserve(deps, self.ctx, route, request)
-            started = time.monotonic()
-            record = (deps, self.ctx, route, self.prompt, self.attempt, fallback_from, started)
-            try:
-                response = _complete(deps, provider, request, reservation)
-            except ProviderUnavailable as exc:
-                _record(*record, error=str(exc))
-                if deps.breaker is not None:
-                    deps.breaker.failure(route.ref)
-                self.errors.append(f"{route.ref}: {exc.reason}")
-                if try_no + 1 < deps.retry.attempts_per_model:
-                    deps.sleep(_backoff(deps, try_no, exc.retry_after_s))
-                continue
-            except ProviderRejected as exc:
-                _record(*record, error=str(exc))
-                self.errors.append(f"{route.ref}: {exc.reason}")
-                return None
-            result = _settle(*record, response, json_mode=self.json_mode, reservation=reservation)
-            if result is None:
-                self.errors.append(f"{route.ref}: unusable output")
-            elif deps.breaker is not None:
-                deps.breaker.success(route.ref)
-            return result
-        return None
+        request = _request(route, prompt, self.contract)
+        reservation = _reserve(deps, self.ctx, route, request)
+        started = time.monotonic()
+        record = (deps, self.ctx, route, prompt, self.attempt, fallback_from, started)
+        try:
+            response = _complete(deps, provider, request, reservation)
+        except ProviderUnavailable as exc:
+            _record(*record, error=str(exc))
+            _note_unavailable(deps, route, exc)
+            self.errors.append(f"{route.ref}: {exc.reason}")
+            self.transient = True
+            return None
+        except ProviderRejected as exc:
+            _record(*record, error=str(exc))
+            _note_rejected(deps, route, exc)
+            self.errors.append(f"{route.ref}: {exc.reason}")
+            return None
+        outcome = _settle(*record, response, contract=self.contract, reservation=reservation)
+        if isinstance(outcome, _Invalid):
+            self.errors.append(f"{route.ref}: invalid output: {outcome.errors}")
+        elif deps.breaker is not None:
+            deps.breaker.success(route.ref)
+        return outcome
+
+    def failure(self) -> PipelineError:
+        """The error for a chain that produced no valid answer."""
+        errors = "; ".join(self.errors[-6:])
+        if self.transient:
+            return AllRoutesFailed(f"{self.ctx.stage.value}: every model failed: {errors}")
+        return NoValidAnswer(f"{self.ctx.stage.value}: no valid answer: {errors}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Invalid:
+    """An answer that broke the contract: its text and what was wrong (for the repair call)."""
+
+    text: str
+    errors: str
+
+
+def _request(route: Route, prompt: Prompt, contract: type[Contract] | None) -> LLMRequest:
+    return LLMRequest(
+        model=route.model,
+        system=prompt.system,
+        user=prompt.user,
+        max_tokens=route.max_output_tokens,
+        json_mode=contract is not None,
+        schema=json_schema(contract) if contract is not None else None,
+        schema_name=contract.__name__ if contract is not None else "answer",
+    )
+
+
+def _note_unavailable(deps: Deps, route: Route, exc: ProviderUnavailable) -> None:
+    """Count a failure for the breaker, except a timeout: slow is not broken."""
+    if deps.breaker is not None and not exc.timeout:
+        deps.breaker.failure(route.ref)
+
+
+def _note_rejected(deps: Deps, route: Route, exc: ProviderRejected) -> None:
+    """A refused key or unknown model is refused for every call: take it out of the chains."""
+    if deps.breaker is not None and exc.status_code in MODEL_REFUSED:
+        deps.breaker.trip(route.ref, reason=exc.reason)
 
 
 def _reserve(deps: Deps, ctx: CallContext, route: Route, request: LLMRequest) -> Reservation | None:
@@ -160,13 +235,6 @@ def _complete(
         raise
 
 
-def _backoff(deps: Deps, try_no: int, retry_after_s: float | None) -> float:
-    wait = deps.retry.backoff_s * (2**try_no)
-    if retry_after_s is not None:
-        wait = max(wait, retry_after_s)
-    return float(min(wait, deps.retry.max_backoff_s))
-
-
 def _settle(
     deps: Deps,
     ctx: CallContext,
@@ -177,13 +245,17 @@ def _settle(
     started: float,
     response: LLMResponse,
     *,
-    json_mode: bool,
+    contract: type[Contract] | None,
     reservation: Reservation | None = None,
-) -> GatewayResult | None:
-    """Price and record a completed call; None when its output is unusable (still billed)."""
+) -> GatewayResult | _Invalid:
+    """Price and record a completed call: a result, or the reason it broke the contract.
+
+    An invalid answer is billed like any other and recorded ``invalid_output`` with its text
+    (secrets masked), so a reviewer can see what the model said.
+    """
     cost, price_version = deps.routing.catalog.cost(route.ref, response.usage)
-    data = parse_json_object(response.text) if json_mode else {}
-    usable = data is not None and response.finish_reason != "length"
+    checked = _check(response, contract)
+    invalid = isinstance(checked, str)
     _record(
         deps,
         ctx,
@@ -195,21 +267,35 @@ def _settle(
         response=response,
         cost=cost,
         price_version=price_version,
-        error=None if usable else f"unusable output (finish_reason={response.finish_reason})",
+        error=f"invalid output: {checked}" if invalid else None,
+        invalid=invalid,
     )
     if reservation is not None and deps.budget is not None:
         deps.budget.settle(reservation, cost)  # after the ledger row: reconcile stays safe
-    if not usable or data is None:
-        return None
+    if isinstance(checked, str):
+        return _Invalid(response.text, checked)
     return GatewayResult(
         text=response.text,
-        data=data,
+        data=checked,
         route=route,
         usage=response.usage,
         cost_usd_str=str(cost),
         attempts=attempt,
         fallbacks=(fallback_from,) if fallback_from else (),
+        simulated=response.simulated,
+        repaired=prompt.version.endswith(REPAIR_SUFFIX),
     )
+
+
+def _check(response: LLMResponse, contract: type[Contract] | None) -> dict[str, Any] | str:
+    """The validated answer as a dict, or why it is not one."""
+    if contract is None:
+        return {}
+    truncated = response.finish_reason == "length"
+    checked = validate(contract, response.text, truncated=truncated)
+    if isinstance(checked, str):
+        return checked
+    return checked.model_dump(mode="json")
 
 
 def _record(
@@ -226,7 +312,14 @@ def _record(
     price_version: str = "",
     error: str | None = None,
     cache_hit: bool = False,
+    invalid: bool = False,
 ) -> None:
+    """One ledger row; an error's text is masked (a provider may echo the key back)."""
+    error = mask_secrets(error) if error is not None else None
+    status = CallStatus.OK if error is None else CallStatus.ERROR
+    if invalid:
+        status = CallStatus.INVALID_OUTPUT
+    kept = response is not None and (error is None or invalid)
     latency_ms = int((time.monotonic() - started) * 1000)
     usage = response.usage if response else Usage(0, 0)
     row = LLMCall(
@@ -249,14 +342,16 @@ def _record(
         simulated=bool(response and response.simulated),
         fallback_from=fallback_from,
         attempt=attempt,
-        status=CallStatus.OK if error is None else CallStatus.ERROR,
+        status=status,
         error=error,
-        response={"text": response.text} if response and error is None else None,
+        response={"text": _kept_text(response, invalid)} if kept and response else None,
     )
     with deps.session_scope() as session:
         session.add(row)
     metrics.observe_call(row)
     event = "llm_call_settled" if error is None else "llm_call_failed"
+    if invalid:
+        event = "llm_call_invalid_output"
     log.info(
         event,
         stage=ctx.stage.value,
@@ -273,29 +368,69 @@ def _record(
     )
 
 
+def _kept_text(response: LLMResponse, invalid: bool) -> str:
+    """A valid answer is kept whole (the journal replays it); an invalid one bounded, masked."""
+    return shown_answer(response.text) if invalid else response.text
+
+
+def _endpoint(deps: Deps, route: Route) -> str | None:
+    """Who would answer ``route``: the provider's URL, so a simulator's answer never serves a
+    run against the real endpoint (None when the provider is not configured)."""
+    provider = deps.providers.get(route.provider)
+    if provider is None:
+        return None
+    return str(getattr(provider, "endpoint", route.provider))
+
+
 def _cache_hit(
-    deps: Deps, cache: ResponseCache, ctx: CallContext, prompt: Prompt, requested: Route
+    deps: Deps,
+    cache: ResponseCache,
+    ctx: CallContext,
+    prompt: Prompt,
+    requested: Route,
+    contract: type[Contract],
 ) -> GatewayResult | None:
-    """A cached answer to the same prompt for the same requested model: $0, one ledger row."""
-    hit = cache.get(ctx.stage, requested.ref, prompt)
-    data = parse_json_object(hit.text) if hit is not None else None
-    if hit is None or data is None:
+    """A cached valid answer to the same prompt for the same model and endpoint: $0, one row.
+
+    The hit keeps the original call's provenance (its model and whether it was simulated).
+    """
+    endpoint = _endpoint(deps, requested)
+    hit = cache.get(ctx.stage, requested.ref, prompt, endpoint) if endpoint else None
+    if hit is None:
+        return None
+    checked = validate(contract, hit.text)
+    if isinstance(checked, str):
         return None
     route = Route(hit.provider, hit.model, requested.max_output_tokens, f"cache:{requested.reason}")
-    answer = LLMResponse(hit.text, Usage(0, 0), hit.provider, hit.model)
+    answer = LLMResponse(hit.text, Usage(0, 0), hit.provider, hit.model, simulated=hit.simulated)
     _record(deps, ctx, route, prompt, 0, None, time.monotonic(), response=answer, cache_hit=True)
     return GatewayResult(
         text=hit.text,
-        data=data,
+        data=checked.model_dump(mode="json"),
         route=route,
         usage=Usage(0, 0),
         cost_usd_str="0",
         cache_hit=True,
         attempts=0,
+        simulated=hit.simulated,
     )
 
 
-def _journal_replay(deps: Deps, ctx: CallContext) -> GatewayResult | None:
+def _cache_put(
+    deps: Deps, ctx: CallContext, prompt: Prompt, primary: Route | None, result: GatewayResult
+) -> None:
+    """Store a valid answer under the model the router asked for and its endpoint."""
+    endpoint = _endpoint(deps, primary) if primary is not None else None
+    if deps.cache is None or primary is None or endpoint is None:
+        return
+    deps.cache.put(
+        ctx.stage, primary.ref, prompt, result.text, result.route, endpoint, result.simulated
+    )
+
+
+def _journal_replay(
+    deps: Deps, ctx: CallContext, contract: type[Contract] | None
+) -> GatewayResult | None:
     """The stored answer of an earlier successful call with the same journal key, if any."""
     with deps.session_scope() as session:
         row = session.scalars(
@@ -307,7 +442,12 @@ def _journal_replay(deps: Deps, ctx: CallContext) -> GatewayResult | None:
     if row is None or row.response is None:
         return None
     text = str(row.response.get("text", ""))
-    data = parse_json_object(text) or {}
+    data: dict[str, Any] = {}
+    if contract is not None:
+        checked = validate(contract, text)
+        if isinstance(checked, str):  # recorded before the contract existed: ask again
+            return None
+        data = checked.model_dump(mode="json")
     route = Route(row.provider, row.model, 0, row.routing_reason)
     log.info("llm_call_replayed", stage=ctx.stage.value, lead_id=ctx.lead_id, model=row.model)
     return GatewayResult(
@@ -318,17 +458,5 @@ def _journal_replay(deps: Deps, ctx: CallContext) -> GatewayResult | None:
         cost_usd_str=str(row.cost_usd),
         attempts=row.attempt,
         fallbacks=(row.fallback_from,) if row.fallback_from else (),
+        simulated=row.simulated,
     )
-
-
-def parse_json_object(text: str) -> dict[str, Any] | None:
-    """The JSON object in a model's answer (code fences tolerated), or None."""
-    cleaned = _FENCE.sub("", text.strip())
-    start, end = cleaned.find("{"), cleaned.rfind("}")
-    if start < 0 or end <= start:
-        return None
-    try:
-        value = json.loads(cleaned[start : end + 1])
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None

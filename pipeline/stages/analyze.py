@@ -6,7 +6,7 @@ from typing import Any
 
 from db.enums import Stage
 from pipeline.deps import Deps
-from pipeline.errors import FetchRefused
+from pipeline.errors import FetchRefused, NoValidAnswer
 from pipeline.llm.gateway import call_model
 from pipeline.llm.prompts import render
 from pipeline.stages._common import LeadView, claim, finish
@@ -29,7 +29,20 @@ def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
         return
     prompt = render("analyze", lead=view.prompt_data(), website_text=text)
     chain = deps.routing.route(Stage.ANALYZE, route_request(deps, view, Stage.ANALYZE, prompt))
-    result = call_model(deps, view.context(Stage.ANALYZE), prompt, chain)
+    try:
+        result = call_model(deps, view.context(Stage.ANALYZE), prompt, chain)
+    except NoValidAnswer as exc:
+        # No model summarised the site within the contract: the email goes on from the lead's
+        # own facts (as for a lead without a website), and the output says why.
+        output = _no_site_analysis(view, None)
+        output.update(
+            summary=f"No valid analysis of {view.company}'s website.",
+            source="fallback",
+            fallback_reason=str(exc)[:1000],
+            pages=pages,
+        )
+        finish(deps, view, Stage.ANALYZE, output)
+        return
     output = parse_analysis(result.data)
     output.update(source="llm", model=result.route.ref, pages=pages, fetch_error=fetch_error)
     finish(deps, view, Stage.ANALYZE, output, lead_updates=revalue(view, output))

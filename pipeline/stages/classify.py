@@ -6,6 +6,7 @@ from typing import Any
 
 from db.enums import Stage
 from pipeline.deps import Deps
+from pipeline.errors import NoValidAnswer
 from pipeline.llm.gateway import call_model
 from pipeline.llm.prompts import render
 from pipeline.stages._common import claim, finish
@@ -29,21 +30,24 @@ def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
         title=view.title,
         employees=view.employees,
     )
-    if rules.confidence >= CONFIDENT:
-        output: dict[str, Any] = {
-            "industry": rules.industry,
-            "intent": rules.intent,
-            "segment": rules.segment,
-            "confidence": rules.confidence,
-            "source": "rules",
-        }
-    else:
+    output: dict[str, Any] = {
+        "industry": rules.industry,
+        "intent": rules.intent,
+        "segment": rules.segment,
+        "confidence": rules.confidence,
+        "source": "rules",
+    }
+    if rules.confidence < CONFIDENT:
         prompt = render("classify", lead=view.prompt_data())
         request = route_request(deps, view, Stage.CLASSIFY, prompt)
         chain = deps.routing.route(Stage.CLASSIFY, request)
-        result = call_model(deps, view.context(Stage.CLASSIFY), prompt, chain)
-        output = parse_classification(result.data)
-        output.update(source="llm", model=result.route.ref, rules_confidence=rules.confidence)
+        try:
+            result = call_model(deps, view.context(Stage.CLASSIFY), prompt, chain)
+        except NoValidAnswer as exc:  # every model broke the contract: the rules' answer stands
+            output.update(source="rules-fallback", fallback_reason=str(exc)[:1000])
+        else:
+            output = parse_classification(result.data)
+            output.update(source="llm", model=result.route.ref, rules_confidence=rules.confidence)
     finish(
         deps,
         view,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from db.enums import Stage, StageStatus
 from pipeline.deps import Deps
+from pipeline.errors import NoValidAnswer
 from pipeline.llm.gateway import call_model
 from pipeline.llm.prompts import render
 from pipeline.stages._common import claim, finish
@@ -21,7 +22,12 @@ def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
     analysis = view.outputs.get(Stage.ANALYZE.value, {})
     prompt = render("demo", lead=view.prompt_data(), analysis=_brief(analysis))
     chain = deps.routing.route(Stage.DEMO, route_request(deps, view, Stage.DEMO, prompt))
-    result = call_model(deps, view.context(Stage.DEMO), prompt, chain)
+    try:
+        result = call_model(deps, view.context(Stage.DEMO), prompt, chain)
+    except NoValidAnswer as exc:  # no demo page is better than an empty or broken one
+        reason = f"no valid demo page: {exc}"[:1000]
+        finish(deps, view, Stage.DEMO, {"reason": reason}, status=StageStatus.SKIPPED)
+        return
     outline = result.data.get("outline", [])
     finish(
         deps,

@@ -22,7 +22,8 @@ def record_verdict(
     verdict: dict[str, Any],
 ) -> None:
     """Everything the verdict decides, in one transaction (so a redelivery is harmless)."""
-    quality = Decimal(str(verdict["overall"]))
+    overall = verdict["overall"]
+    quality = Decimal(str(overall)) if overall is not None else None
     status = EmailStatus.APPROVED if verdict["passed"] else EmailStatus.HELD
     with deps.session_scope() as session:
         email = Email(
@@ -40,9 +41,7 @@ def record_verdict(
         session.add(email)
         session.flush()
         if status is EmailStatus.HELD:
-            reason = f"quality {verdict['overall']:.2f} below gate {verdict['gate']:.2f}"
-            if verdict.get("escalated"):
-                reason += " after one escalation"
+            reason = _hold_reason(verdict)
             session.add(ReviewItem(email_id=email.id, lead_id=view.id, reason=reason))
         for candidate, scored in zip(drafted["candidates"], verdict["candidates"], strict=False):
             _set_quality(session, view, candidate.get("call_key"), scored["overall"])
@@ -61,8 +60,18 @@ def record_verdict(
         lead.status = LeadStatus.COMPLETED if verdict["passed"] else LeadStatus.HELD
 
 
-def _set_quality(session: Any, view: LeadView, call_key: str | None, score: float) -> None:
-    if not call_key:
+def _hold_reason(verdict: dict[str, Any]) -> str:
+    """What a reviewer needs to know: no verdict, the output guard, or the score and gate."""
+    if verdict.get("hold_reason"):
+        return str(verdict["hold_reason"])[:2000]
+    reason = f"quality {verdict['overall']:.2f} below gate {verdict['gate']:.2f}"
+    if verdict.get("escalated"):
+        reason += " after one escalation"
+    return reason
+
+
+def _set_quality(session: Any, view: LeadView, call_key: str | None, score: float | None) -> None:
+    if not call_key or score is None:
         return
     key = view.context(Stage.PERSONALIZE, call_key).journal_key
     session.execute(

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from db.enums import Stage, Tier
 from pipeline.deps import Deps
-from pipeline.errors import InvalidLLMOutput
+from pipeline.errors import InvalidLLMOutput, NoValidAnswer
+from pipeline.llm.contracts import DraftAnswer
 from pipeline.llm.gateway import call_model
 from pipeline.llm.prompts import render
 from pipeline.models import Prompt
@@ -52,19 +55,36 @@ def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
             analysis=_brief(view),
             draft={"subject": subject, "body": body},
         )
-        for index in range(size - len(candidates)):
+        failed = _council(deps, view, prompt, candidates, size - len(candidates))
+    else:
+        failed = []
+    output: dict[str, Any] = {
+        "level": level,
+        "variant": variant,
+        "template": name,
+        "candidates": candidates or [dict(template, fallback_reason=_why(failed))],
+    }
+    if failed:
+        output["failed_drafts"] = failed
+    finish(deps, view, Stage.PERSONALIZE, output)
+
+
+def _council(
+    deps: Deps, view: LeadView, prompt: Prompt, candidates: list[dict[str, Any]], wanted: int
+) -> list[dict[str, str]]:
+    """Add ``wanted`` model drafts to ``candidates``; a draft no model could write within the
+    contract is left out (the template is kept for the judge), and returned with its reason."""
+    failed: list[dict[str, str]] = []
+    for index in range(wanted):
+        try:
             candidates.append(draft_with_model(deps, view, prompt, index=index))
-    finish(
-        deps,
-        view,
-        Stage.PERSONALIZE,
-        {
-            "level": level,
-            "variant": variant,
-            "template": name,
-            "candidates": candidates,
-        },
-    )
+        except NoValidAnswer as exc:
+            failed.append({"call_key": f"candidate{index}", "reason": str(exc)[:1000]})
+    return failed
+
+
+def _why(failed: list[dict[str, str]]) -> str:
+    return "template email: " + (failed[0]["reason"] if failed else "no model draft")
 
 
 def draft_with_model(
@@ -83,7 +103,11 @@ def draft_with_model(
         want = max(0, deps.routing.rung(Stage.PERSONALIZE, chain[0].ref) - index)
         chain.sort(key=lambda r: deps.routing.rung(Stage.PERSONALIZE, r.ref) != want)
     key = call_key or f"candidate{index}"
-    result = call_model(deps, view.context(Stage.PERSONALIZE, key), prompt, chain)
+    # A second council member or an escalation exists to differ from an earlier answer: the
+    # cached answer to the same prompt is exactly what it must not get back.
+    fresh = index == 0 and call_key is None
+    ctx = view.context(Stage.PERSONALIZE, key)
+    result = call_model(deps, ctx, prompt, chain, read_cache=fresh)
     draft = parse_draft(result.data)
     draft.update(model=result.route.ref, call_key=key)
     return draft
@@ -131,13 +155,13 @@ def _first(items: object) -> str:
 
 
 def parse_draft(data: dict[str, Any]) -> dict[str, Any]:
-    """Subject and body of a drafted email.
+    """Subject and body of a drafted email, both plain strings (never a repr of a dict).
 
     Raises:
-        InvalidLLMOutput: the answer has no subject or body.
+        InvalidLLMOutput: the answer breaks the draft contract (``contracts.DraftAnswer``).
     """
-    subject = str(data.get("subject", "")).strip()
-    body = str(data.get("body", "")).strip()
-    if not subject or not body:
-        raise InvalidLLMOutput("email draft without subject or body")
-    return {"subject": subject[:300], "body": body[:10_000]}
+    try:
+        draft = DraftAnswer.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidLLMOutput(f"email draft outside its contract: {exc}") from exc
+    return {"subject": draft.subject, "body": draft.body}

@@ -6,6 +6,7 @@ from typing import Any
 
 from db.enums import Stage
 from pipeline.deps import Deps
+from pipeline.errors import NoValidAnswer
 from pipeline.llm.gateway import call_model
 from pipeline.llm.prompts import render
 from pipeline.stages._common import claim, finish
@@ -39,14 +40,18 @@ def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
         prompt = render("score", lead=view.prompt_data(), classification=classification)
         request = route_request(deps, view, Stage.SCORE, prompt)
         chain = deps.routing.route(Stage.SCORE, request)
-        result = call_model(deps, view.context(Stage.SCORE), prompt, chain)
-        output.update(
-            fit_score=parse_fit_score(result.data),
-            source="llm",
-            model=result.route.ref,
-            rationale=str(result.data.get("rationale", ""))[:1000],
-            rule_fit_score=fit,
-        )
+        try:
+            result = call_model(deps, view.context(Stage.SCORE), prompt, chain)
+        except NoValidAnswer as exc:  # every model broke the contract: the rule score stands
+            output.update(source="rules-fallback", fallback_reason=str(exc)[:1000])
+        else:
+            output.update(
+                fit_score=parse_fit_score(result.data),
+                source="llm",
+                model=result.route.ref,
+                rationale=str(result.data.get("rationale", ""))[:1000],
+                rule_fit_score=fit,
+            )
     finish(
         deps,
         view,
@@ -57,7 +62,7 @@ def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
 
 
 def parse_fit_score(data: dict[str, Any]) -> int:
-    """A fit score clamped to 0..100 (50 when the model gave none)."""
+    """A fit score clamped to 0..100 (the contract already demands one; 50 for old journals)."""
     try:
         return max(0, min(100, round(float(data.get("fit_score", 50)))))
     except (TypeError, ValueError):

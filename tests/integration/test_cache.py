@@ -1,3 +1,4 @@
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -7,6 +8,8 @@ from pipeline.deps import Deps
 from pipeline.llm.cache import TTL_S, ResponseCache
 from pipeline.llm.gateway import CallContext, call_model
 from pipeline.llm.prompts import render
+from pipeline.llm.providers.openai_compat import OpenAICompatible
+from pipeline.models import Route
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +30,8 @@ def test_same_prompt_for_the_same_model_is_served_from_the_cache(deps: Deps) -> 
         rows = session.scalars(select(LLMCall).order_by(LLMCall.id)).all()
     assert [r.cache_hit for r in rows] == [False, True]
     assert (rows[1].cost_usd, rows[1].prompt_tokens, rows[1].model) == (0, 0, rows[0].model)
-    key = ResponseCache.key(Stage.CLASSIFY, chain[0].ref, _prompt())
+    assert rows[1].simulated and second.simulated  # a hit keeps the original's provenance
+    key = ResponseCache.key(Stage.CLASSIFY, chain[0].ref, _prompt(), _endpoint(deps, chain))
     assert TTL_S[Stage.CLASSIFY] - 5 < deps.redis.ttl(key) <= TTL_S[Stage.CLASSIFY]
 
 
@@ -41,5 +45,39 @@ def test_another_model_or_prompt_misses_and_level_4_stretches_ttls(deps: Deps) -
     assert not call_model(
         deps, CallContext(Stage.CLASSIFY, None, "run-c", None), changed, chain
     ).cache_hit
-    key = ResponseCache.key(Stage.CLASSIFY, chain[0].ref, _prompt())
+    key = ResponseCache.key(Stage.CLASSIFY, chain[0].ref, _prompt(), _endpoint(deps, chain))
     assert deps.redis.ttl(key) > TTL_S[Stage.CLASSIFY] * 4
+
+
+def _endpoint(deps: Deps, chain: list[Route]) -> str:
+    return str(deps.providers[chain[0].provider].endpoint)  # type: ignore[attr-defined]
+
+
+def test_an_answer_from_another_endpoint_is_never_served(deps: Deps) -> None:
+    """The simulator's answer must not serve the same model once its real endpoint is set."""
+    deps.cache = ResponseCache(deps.redis)  # type: ignore[arg-type]
+    chain = deps.routing.chain(Stage.CLASSIFY, None)
+    call_model(deps, CallContext(Stage.CLASSIFY, None, "run-a", None), _prompt(), chain)
+    simulator = deps.providers[chain[0].provider]
+    real = OpenAICompatible(
+        name=chain[0].provider,
+        base_url="http://127.0.0.1:9/real/v1",  # a different endpoint (this one refuses)
+        api_key=None,
+        http=httpx.Client(),
+    )
+    deps.providers = {**deps.providers, chain[0].provider: real}
+    again = call_model(deps, CallContext(Stage.CLASSIFY, None, "run-b", None), _prompt(), chain)
+    assert not again.cache_hit and again.route.ref == chain[1].ref  # asked, failed, fell back
+    deps.providers = {**deps.providers, chain[0].provider: simulator}
+    back = call_model(deps, CallContext(Stage.CLASSIFY, None, "run-c", None), _prompt(), chain)
+    assert back.cache_hit
+
+
+def test_a_call_meant_to_improve_never_reads_the_cache(deps: Deps) -> None:
+    deps.cache = ResponseCache(deps.redis)  # type: ignore[arg-type]
+    chain = deps.routing.chain(Stage.CLASSIFY, None)
+    call_model(deps, CallContext(Stage.CLASSIFY, None, "run-a", None), _prompt(), chain)
+    fresh = call_model(
+        deps, CallContext(Stage.CLASSIFY, None, "run-b", None), _prompt(), chain, read_cache=False
+    )
+    assert not fresh.cache_hit and fresh.usage.output_tokens > 0

@@ -20,6 +20,12 @@ from pipeline.stages import analyze, classify, demo, judge, personalize, score
 from tests.factories import ENTERPRISE_ROW, SMB_ROW, make_batch
 
 pytestmark = pytest.mark.integration
+CANNED = {
+    "classify": {"industry": "software", "intent": "high", "segment": "smb", "confidence": 0.9},
+    "score": {"fit_score": 60, "rationale": "A software company of a good size."},
+    "analyze": {"summary": "A software company selling tools to small teams.", "products": []},
+    "demo": {"title": "Demo", "outline": ["Intro"], "html": "<h1>Demo</h1>"},
+}
 
 
 @dataclass
@@ -42,8 +48,11 @@ class ScriptedLLM:
                     "overall": value,
                 }
             )
-        else:
-            text = json.dumps({"subject": f"For you ({request.model})", "body": "Hello there."})
+        elif task == "personalize":
+            body = f"Hello there, a short note written by {request.model} for your team today."
+            text = json.dumps({"subject": f"For you ({request.model})", "body": body})
+        else:  # every other stage gets a well-formed answer: this file is about the judge
+            text = json.dumps(CANNED[task])
         return LLMResponse(text, Usage(500, 200), self.name, request.model)
 
 

@@ -1,5 +1,6 @@
 import pytest
 
+from pipeline.errors import InvalidLLMOutput
 from pipeline.stages.classifier import CONFIDENT, classify_by_rules, segment_for
 from pipeline.stages.emails import persona_for, template_name, variant_for
 from pipeline.stages.judge import GATES, parse_verdict
@@ -76,5 +77,6 @@ def test_gates_and_verdict_parsing() -> None:
         {"professionalism": 1, "personalization": 0.8, "relevance": 0.6, "spam_risk": 0.2}
     )
     assert verdict["overall"] == round(0.3 + 0.35 * 0.8 + 0.25 * 0.6 + 0.1 * 0.8, 3)
-    assert parse_verdict({"overall": 7})["overall"] == 1.0
-    assert parse_verdict({})["overall"] == 0.0
+    for broken in ({"overall": 7}, {}, {"professionalism": 1, "personalization": 0.8}):
+        with pytest.raises(InvalidLLMOutput):  # a missing metric is never read as 0.0
+            parse_verdict(broken)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from db.enums import Stage
 from db.models import LLMCall
 from pipeline.deps import Deps
-from pipeline.errors import AllRoutesFailed
+from pipeline.errors import AllRoutesFailed, NoValidAnswer
 from pipeline.llm.gateway import CallContext, call_model
 from pipeline.llm.providers.openai_compat import OpenAICompatible
 from pipeline.logs import configure_logging, mask_secrets
@@ -87,7 +87,8 @@ def test_failed_stage_call_leaks_no_key(deps: Deps, log_lines: io.StringIO, stat
     leaky = dataclasses.replace(deps, providers={"openrouter": leaky_provider(status)})
     ctx = CallContext(stage=Stage.ANALYZE, lead_id=None, run_id="run-1", campaign_id=None)
     prompt = Prompt(system="s", user="u", version="v1")
-    with pytest.raises(AllRoutesFailed) as info:
+    expected = NoValidAnswer if status == 401 else AllRoutesFailed  # 401 is permanent
+    with pytest.raises(expected) as info:
         call_model(leaky, ctx, prompt, [Route("openrouter", "some/model", 100, "test")])
     assert KEY not in str(info.value)
     events = parsed(log_lines)

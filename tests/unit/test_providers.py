@@ -1,4 +1,7 @@
 import json
+import socket
+import threading
+import time
 
 import httpx
 import pytest
@@ -49,7 +52,7 @@ def test_openai_success_reads_usage_and_sends_key() -> None:
     assert not resp.simulated
 
 
-@pytest.mark.parametrize("code", [429, 500, 502, 503])
+@pytest.mark.parametrize("code", [408, 409, 429, 500, 502, 503])
 def test_retryable_codes_are_transient(code: int) -> None:
     transport = httpx.MockTransport(
         lambda r: httpx.Response(code, headers={"retry-after": "3"}, json={})
@@ -59,13 +62,59 @@ def test_retryable_codes_are_transient(code: int) -> None:
     assert info.value.retry_after_s == 3.0
 
 
-@pytest.mark.parametrize("code", [400, 401, 404])
+@pytest.mark.parametrize("code", [400, 401, 403, 404, 422])
 def test_client_errors_are_permanent(code: int) -> None:
     transport = httpx.MockTransport(
         lambda r: httpx.Response(code, json={"error": {"message": "bad model"}})
     )
-    with pytest.raises(ProviderRejected, match="bad model"):
+    with pytest.raises(ProviderRejected, match="bad model") as info:
         _openai(transport).complete(REQUEST)
+    assert info.value.status_code == code
+
+
+def _read_request(conn: socket.socket) -> None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if b"content-length" in line.lower()
+    )
+    while len(body) < length:
+        body += conn.recv(65536)
+
+
+def test_per_provider_timeout_is_sent_and_a_timeout_closes_the_connection() -> None:
+    """The server sees the client go away (EOF) once the read timeout passes: it can stop."""
+    server = socket.create_server(("127.0.0.1", 0))
+    seen: dict[str, object] = {}
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            _read_request(conn)  # and never answer it
+            conn.settimeout(5)
+            started = time.monotonic()
+            seen["eof"] = conn.recv(1) == b""
+            seen["after_s"] = time.monotonic() - started
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    provider = OpenAICompatible(
+        name="vllm",
+        base_url=f"http://127.0.0.1:{server.getsockname()[1]}/v1",
+        api_key=None,
+        http=httpx.Client(timeout=60),  # the per-provider 0.5 s wins over the client default
+        settings=ProviderSettings(timeout_s=0.5),
+    )
+    with pytest.raises(ProviderUnavailable) as info:
+        provider.complete(REQUEST)
+    assert info.value.timeout
+    thread.join(timeout=5)
+    server.close()
+    assert seen["eof"] is True and float(seen["after_s"]) < 2  # type: ignore[arg-type]
 
 
 def test_timeout_and_malformed_body_are_transient() -> None:

@@ -57,5 +57,5 @@ def build_providers(
         else:
             continue
         cls = AnthropicMessages if kind == "anthropic" else OpenAICompatible
-        result[name] = cls(name=name, base_url=url, api_key=cfg.api_key, http=http)
+        result[name] = cls(name=name, base_url=url, api_key=cfg.api_key, http=http, settings=cfg)
     return result

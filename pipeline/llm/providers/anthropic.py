@@ -8,8 +8,9 @@ import httpx
 from pydantic import SecretStr
 
 from pipeline.errors import ProviderUnavailable
-from pipeline.llm.providers.base import SIMULATOR_HEADER, provider_errors
+from pipeline.llm.providers.base import SIMULATOR_HEADER, call_timeout, provider_errors
 from pipeline.models import LLMRequest, LLMResponse, Usage
+from pipeline.settings import ProviderSettings
 
 API_VERSION = "2023-06-01"
 
@@ -18,12 +19,22 @@ class AnthropicMessages:
     """``POST /v1/messages`` over a sync ``httpx.Client``."""
 
     def __init__(
-        self, *, name: str, base_url: str, api_key: SecretStr | None, http: httpx.Client
+        self,
+        *,
+        name: str,
+        base_url: str,
+        api_key: SecretStr | None,
+        http: httpx.Client,
+        settings: ProviderSettings | None = None,
     ) -> None:
         self.name = name
         self._url = base_url.rstrip("/")
+        self.endpoint = self._url
         self._key = api_key
         self._http = http
+        cfg = settings or ProviderSettings()
+        self._timeout = call_timeout(cfg)
+        self._schema_mode = cfg.schema_mode
 
     def complete(self, request: LLMRequest) -> LLMResponse:
         """Send one message request."""
@@ -32,7 +43,10 @@ class AnthropicMessages:
             headers["x-api-key"] = self._key.get_secret_value()
         with provider_errors(self.name):
             resp = self._http.post(
-                f"{self._url}/messages", headers=headers, json=request.to_anthropic_payload()
+                f"{self._url}/messages",
+                headers=headers,
+                json=request.to_anthropic_payload(),
+                timeout=self._timeout,
             )
             resp.raise_for_status()
             body = resp.json()

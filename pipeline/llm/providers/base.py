@@ -11,6 +11,7 @@ import httpx
 from pipeline.errors import ProviderRejected, ProviderUnavailable
 from pipeline.logs import mask_secrets
 from pipeline.models import LLMRequest, LLMResponse
+from pipeline.settings import ProviderSettings
 
 SIMULATOR_HEADER = "x-leadpipe-simulator"
 
@@ -36,20 +37,38 @@ def retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+# Worth asking again later: request timeout, conflict, rate limit. Every other 4xx is permanent
+# for that model (bad key, unknown model, bad request): retrying the same request cannot help.
+TRANSIENT_4XX = frozenset({408, 409, 429})
+
+
+def call_timeout(settings: ProviderSettings) -> httpx.Timeout:
+    """Per-provider connect and read timeouts (a slow self-hosted model needs a long read)."""
+    return httpx.Timeout(settings.timeout_s, connect=min(settings.connect_timeout_s, 30.0))
+
+
 @contextlib.contextmanager
 def provider_errors(provider: str) -> Iterator[None]:
-    """Translate httpx failures into the retry / no-retry hierarchy (STYLE R5)."""
+    """Classify every httpx failure once: transient (retry later) or permanent for this model.
+
+    A timeout leaves the ``with client.post(...)`` before the body is read; httpx then closes
+    that connection rather than returning it to the pool, so a self-hosted server sees the
+    client go away and can stop generating.
+    """
     try:
         yield
     except httpx.HTTPStatusError as exc:
         code = exc.response.status_code
-        if code == 429 or code >= 500:
+        message = f"HTTP {code}: {_error_message(exc.response)}"
+        if code in TRANSIENT_4XX or code >= 500:
             raise ProviderUnavailable(
-                provider, f"HTTP {code}", retry_after_s=retry_after(exc.response)
+                provider, message, retry_after_s=retry_after(exc.response)
             ) from exc
-        raise ProviderRejected(provider, f"HTTP {code}: {_error_message(exc.response)}") from exc
+        raise ProviderRejected(provider, message, status_code=code) from exc
     except httpx.TimeoutException as exc:
-        raise ProviderUnavailable(provider, f"timeout ({type(exc).__name__})") from exc
+        raise ProviderUnavailable(
+            provider, f"timeout ({type(exc).__name__})", timeout=True
+        ) from exc
     except httpx.TransportError as exc:
         raise ProviderUnavailable(provider, type(exc).__name__) from exc
     except ValueError as exc:  # undecodable JSON body

@@ -11,20 +11,31 @@ import httpx
 from pydantic import SecretStr
 
 from pipeline.errors import ProviderUnavailable
-from pipeline.llm.providers.base import SIMULATOR_HEADER, provider_errors
+from pipeline.llm.providers.base import SIMULATOR_HEADER, call_timeout, provider_errors
 from pipeline.models import LLMRequest, LLMResponse, Usage
+from pipeline.settings import ProviderSettings
 
 
 class OpenAICompatible:
     """Chat Completions over a sync ``httpx.Client`` created per worker process."""
 
     def __init__(
-        self, *, name: str, base_url: str, api_key: SecretStr | None, http: httpx.Client
+        self,
+        *,
+        name: str,
+        base_url: str,
+        api_key: SecretStr | None,
+        http: httpx.Client,
+        settings: ProviderSettings | None = None,
     ) -> None:
         self.name = name
         self._url = base_url.rstrip("/")
+        self.endpoint = self._url
         self._key = api_key
         self._http = http
+        cfg = settings or ProviderSettings()
+        self._timeout = call_timeout(cfg)
+        self._schema_mode = cfg.schema_mode
 
     def complete(self, request: LLMRequest) -> LLMResponse:
         """Send one chat completion."""
@@ -33,7 +44,10 @@ class OpenAICompatible:
             headers["Authorization"] = f"Bearer {self._key.get_secret_value()}"
         with provider_errors(self.name):
             resp = self._http.post(
-                f"{self._url}/chat/completions", headers=headers, json=request.to_openai_payload()
+                f"{self._url}/chat/completions",
+                headers=headers,
+                json=request.to_openai_payload(self._schema_mode),
+                timeout=self._timeout,
             )
             resp.raise_for_status()
             body = resp.json()
