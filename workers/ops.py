@@ -41,8 +41,13 @@ def resume_after_rollover() -> None:
     day = window(Period.DAILY, dt.datetime.now(dt.UTC), guard.config.timezone)
     deps = process_deps()
     for name, row in queue_states(deps).items():
-        if row.paused and row.changed_by == "budget" and row.changed_at < day.start:
+        if row.paused and row.changed_by == "budget" and _aware(row.changed_at) < day.start:
             resume(deps, name, by="budget-rollover")
+
+
+def _aware(at: dt.datetime) -> dt.datetime:
+    """SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
 
 
 @app.task(

@@ -25,6 +25,7 @@ from pipeline import metrics
 from pipeline.budget.guard import Reservation
 from pipeline.deps import Deps
 from pipeline.errors import AllRoutesFailed, ProviderRejected, ProviderUnavailable
+from pipeline.llm import journal
 from pipeline.llm.cache import ResponseCache
 from pipeline.llm.catalog import estimate_max_cost, estimate_prompt_tokens
 from pipeline.llm.providers.base import LLMProvider
@@ -67,7 +68,7 @@ def call_model(
     Raises:
         AllRoutesFailed: no model in the chain produced a usable answer.
     """
-    replay = _journal_replay(deps, ctx)
+    replay = _journal_replay(deps, ctx) or _replay_journaled(deps, ctx, prompt, json_mode)
     if replay is not None:
         return replay
     if deps.cache is not None and chain and json_mode:
@@ -131,7 +132,17 @@ class _ChainRun:
                 _record(*record, error=str(exc))
                 self.errors.append(f"{route.ref}: {exc.reason}")
                 return None
-            result = _settle(*record, response, json_mode=self.json_mode, reservation=reservation)
+            # Journal hook (issue 12): the paid answer is durable before the ledger write.
+            request_id = reservation.rid if reservation is not None else uuid.uuid4().hex
+            entry = journal.Entry.of(request_id, route, response, self.attempt, fallback_from)
+            journal.remember(deps.redis, self.ctx.journal_key, entry)
+            result = _settle(
+                *record,
+                response,
+                json_mode=self.json_mode,
+                reservation=reservation,
+                request_id=request_id,
+            )
             if result is None:
                 self.errors.append(f"{route.ref}: unusable output")
             elif deps.breaker is not None:
@@ -179,24 +190,31 @@ def _settle(
     *,
     json_mode: bool,
     reservation: Reservation | None = None,
+    request_id: str | None = None,
 ) -> GatewayResult | None:
     """Price and record a completed call; None when its output is unusable (still billed)."""
     cost, price_version = deps.routing.catalog.cost(route.ref, response.usage)
     data = parse_json_object(response.text) if json_mode else {}
     usable = data is not None and response.finish_reason != "length"
-    _record(
-        deps,
-        ctx,
-        route,
-        prompt,
-        attempt,
-        fallback_from,
-        started,
-        response=response,
-        cost=cost,
-        price_version=price_version,
-        error=None if usable else f"unusable output (finish_reason={response.finish_reason})",
-    )
+    try:
+        _record(
+            deps,
+            ctx,
+            route,
+            prompt,
+            attempt,
+            fallback_from,
+            started,
+            response=response,
+            cost=cost,
+            price_version=price_version,
+            error=None if usable else f"unusable output (finish_reason={response.finish_reason})",
+            request_id=request_id,
+        )
+    except BaseException:  # the answer is journaled; the retry records it and settles nothing
+        if reservation is not None and deps.budget is not None:
+            _release_quietly(deps, reservation)
+        raise
     if reservation is not None and deps.budget is not None:
         deps.budget.settle(reservation, cost)  # after the ledger row: reconcile stays safe
     if not usable or data is None:
@@ -226,11 +244,12 @@ def _record(
     price_version: str = "",
     error: str | None = None,
     cache_hit: bool = False,
+    request_id: str | None = None,
 ) -> None:
     latency_ms = int((time.monotonic() - started) * 1000)
     usage = response.usage if response else Usage(0, 0)
     row = LLMCall(
-        request_id=uuid.uuid4().hex,
+        request_id=request_id or uuid.uuid4().hex,
         journal_key=ctx.journal_key,
         lead_id=ctx.lead_id,
         campaign_id=ctx.campaign_id,
@@ -318,6 +337,40 @@ def _journal_replay(deps: Deps, ctx: CallContext) -> GatewayResult | None:
         cost_usd_str=str(row.cost_usd),
         attempts=row.attempt,
         fallbacks=(row.fallback_from,) if row.fallback_from else (),
+    )
+
+
+def _release_quietly(deps: Deps, reservation: Reservation) -> None:
+    try:
+        if deps.budget is not None:
+            deps.budget.release(reservation)
+    except Exception as exc:  # Redis is away too: the reconciler drops it later
+        log.warning("reservation_release_failed", error=type(exc).__name__)
+
+
+def _replay_journaled(
+    deps: Deps, ctx: CallContext, prompt: Prompt, json_mode: bool
+) -> GatewayResult | None:
+    """A paid answer journaled in Redis whose ledger row was never written: write it now.
+
+    The row keeps the entry's request id, so it is written at most once; an entry already in
+    the ledger (an unusable answer the chain moved past) is left alone.
+    """
+    entry = journal.recall(deps.redis, ctx.journal_key)
+    if entry is None:
+        return None
+    with deps.session_scope() as session:
+        known = session.scalar(select(LLMCall.id).where(LLMCall.request_id == entry.request_id))
+    if known is not None:
+        return None
+    log.info("llm_call_recovered", stage=ctx.stage.value, lead_id=ctx.lead_id, model=entry.model)
+    record = (deps, ctx, entry.route(), prompt, entry.attempt, entry.fallback_from)
+    return _settle(
+        *record,
+        time.monotonic(),
+        entry.response(),
+        json_mode=json_mode,
+        request_id=entry.request_id,
     )
 
 
