@@ -70,8 +70,8 @@ if entry then return 1 end
 return 0
 """
 
-# KEYS: resv hash, one period key, ledgered hash. ARGV: ledger spent, expected seq ('' = any), now, stale
-# seconds, ttl seconds, then the ids of reservations whose ledger row is already committed
+# KEYS: resv hash, one period key, ledgered hash. ARGV: ledger spent, expected seq ('' = any),
+# now, stale seconds, ttl seconds, then the ids of reservations whose ledger row is already committed
 # (their cost is in ``spent``; they are dropped, not counted as reserved too).
 # Returns -1 when a settle raced the ledger read (caller retries).
 _REPAIR = """
