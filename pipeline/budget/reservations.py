@@ -71,8 +71,8 @@ return 0
 """
 
 # KEYS: resv hash, one period key, ledgered hash. ARGV: ledger spent, expected seq ('' = any),
-# now, stale seconds, ttl seconds, then the ids of reservations whose ledger row is already committed
-# (their cost is in ``spent``; they are dropped, not counted as reserved too).
+# now, stale seconds, ttl seconds, then the ids of reservations whose ledger row is already
+# committed (their cost is in ``spent``; they are dropped, not counted as reserved too).
 # Returns -1 when a settle raced the ledger read (caller retries).
 _REPAIR = """
 local seq = redis.call('HGET', KEYS[2], 'seq') or '0'
