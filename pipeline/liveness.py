@@ -71,7 +71,7 @@ def is_transient(exc: BaseException) -> bool:
     Besides our own ``TransientError``: database connection and serialisation errors, including
     a ``DBAPIError`` whose connection was invalidated, and Redis connection/timeout/loading errors.
     """
-    if isinstance(exc, TransientError | _INFRA_TRANSIENT):
+    if isinstance(exc, (TransientError, *_INFRA_TRANSIENT)):
         return True
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True

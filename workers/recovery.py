@@ -15,6 +15,7 @@ heartbeat as free, so the restored message runs its stage at once.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -28,6 +29,7 @@ from pipeline.liveness import heartbeat_key, is_transient, owner_worker, worker_
 from pipeline.settings import get_settings
 from workers.app import app
 from workers.lifecycle import process_deps
+from workers.queues import Queue
 
 log = structlog.get_logger(__name__)
 LOCK_KEY = "leadpipe:recovery:lock"
@@ -150,3 +152,38 @@ def start_heartbeat() -> None:
 @worker_ready.connect
 def _start_on_ready(**_: Any) -> None:
     start_heartbeat()
+
+
+def leads_in_broker(client: Any) -> set[int]:
+    """Lead ids with a message waiting in a stage queue or held unacknowledged by a worker.
+
+    Such a lead is in a backlog, not lost: the sweep must not send it a second chain.
+    """
+    raws: list[bytes] = []
+    for queue in Queue:
+        for name in (queue.value, *(f"{queue.value}:{p}" for p in range(1, 10))):
+            raws.extend(client.lrange(name, 0, -1))
+    with app.connection_for_write() as conn:
+        channel: Any = conn.default_channel
+        unacked_key = channel.unacked_key
+    for raw in client.hvals(unacked_key):
+        message = json.loads(raw)[0]
+        raws.append(json.dumps(message).encode())
+    found = set()
+    for raw in raws:
+        lead_id = _lead_of(raw)
+        if lead_id is not None:
+            found.add(lead_id)
+    return found
+
+
+def _lead_of(raw: bytes | str) -> int | None:
+    try:
+        message = json.loads(raw)
+        body = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        kwargs = json.loads(body)[1]
+        return int(kwargs["lead_id"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
