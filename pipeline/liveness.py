@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 HEARTBEAT_PREFIX = "leadpipe:hb:"
 """``leadpipe:hb:<worker id>`` holds the delivery tags that worker holds (JSON), with a TTL."""
 
+PARKED_PREFIX = "parked: "
+"""Starts the ``error`` of a lead waiting out an outage (it stays running; ``leadpipe retry``)."""
+
 OWNER: contextvars.ContextVar[str | None] = contextvars.ContextVar("leadpipe_owner", default=None)
 """``<worker id>/<task id>`` of the task running in this thread (None outside a task)."""
 

@@ -19,7 +19,7 @@ from db.enums import LeadStatus, Stage, StageStatus
 from db.models import Campaign, Lead, StageResult
 from pipeline.deps import Deps
 from pipeline.errors import LeadNotFound, TransientError
-from pipeline.liveness import OWNER, is_alive
+from pipeline.liveness import OWNER, PARKED_PREFIX, is_alive
 from pipeline.llm.gateway import CallContext
 
 FINAL = (StageStatus.DONE, StageStatus.SKIPPED)
@@ -237,9 +237,6 @@ def mark_failed(deps: Deps, *, lead_id: int, run_id: str, stage: Stage, error: s
             row.error = error[:2000]
         lead.status = LeadStatus.FAILED
         lead.error = f"{stage.value}: {error}"[:2000]
-
-
-PARKED_PREFIX = "parked: "
 
 
 def mark_parked(deps: Deps, *, lead_id: int, run_id: str, stage: Stage, reason: str) -> None:

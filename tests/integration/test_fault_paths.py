@@ -15,9 +15,9 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.enums import CallStatus, Stage, StageStatus
+from db.enums import CallStatus, LeadStatus, Stage, StageStatus
 from db.migrate import upgrade
-from db.models import LLMCall, QueueState, StageResult
+from db.models import Lead, LLMCall, QueueState, StageResult
 from db.session import make_engine, make_session_factory
 from pipeline.budget.guard import BudgetConfig, BudgetGuard
 from pipeline.budget.reservations import ReservationStore
@@ -25,13 +25,16 @@ from pipeline.deps import Deps
 from pipeline.liveness import OWNER, heartbeat_key, is_transient
 from pipeline.llm.gateway import CallContext, call_model
 from pipeline.llm.prompts import render
-from pipeline.stages._common import StageBusy, claim, release
+from pipeline.campaigns.retry import find_retryable, reopen
+from pipeline.stages import classify, score
+from pipeline.stages._common import StageBusy, claim, mark_failed, mark_parked, release
 from simulator import SimulatorServer
-from tests.factories import SMB_ROW, make_batch
+from tests.factories import ENTERPRISE_ROW, SMB_ROW, make_batch
 from workers.ops import resume_rolled_over
 
 pytestmark = pytest.mark.integration
 BIG = Decimal(1000)
+THIRD_ROW = "Initech,,bill@initech.test,Bill,COO,Software,300,US,,"
 CONFIG = BudgetConfig(
     limits={"daily": Decimal("10"), "weekly": BIG, "monthly": BIG}, emergency_reserve=Decimal(0)
 )
@@ -200,3 +203,37 @@ def test_rollover_resumes_a_budget_paused_queue_on_sqlite(
     with sqlite_factory() as session:
         assert session.get_one(QueueState, "analyze").paused is False
         assert session.get_one(QueueState, "demo").paused is True
+
+
+def test_retry_finds_failed_and_parked_leads_at_their_unfinished_stage(deps: Deps) -> None:
+    with deps.session_scope() as session:
+        batch = make_batch(session, [SMB_ROW, ENTERPRISE_ROW, THIRD_ROW])
+    (failed, _), (parked, _), (fine, _) = batch.leads
+    run = batch.run_id
+    for lead_id in (failed, parked, fine):
+        classify.run(deps, lead_id=lead_id, run_id=run)
+    claim(deps, lead_id=failed, run_id=run, stage=Stage.SCORE)
+    mark_failed(deps, lead_id=failed, run_id=run, stage=Stage.SCORE, error="ProviderRejected: 400")
+    claim(deps, lead_id=parked, run_id=run, stage=Stage.SCORE)
+    mark_parked(deps, lead_id=parked, run_id=run, stage=Stage.SCORE, reason="AllRoutesFailed")
+    with deps.session_scope() as session:
+        found = find_retryable(session, batch_id=batch.batch_id)
+        assert [(s.lead_id, s.resume_at) for s in found] == [
+            (failed, Stage.SCORE),
+            (parked, Stage.SCORE),
+        ]
+        assert find_retryable(session, campaign="nope") == []
+        assert find_retryable(session, stage=Stage.ANALYZE) == []
+        reopen(session, [s.lead_id for s in found])
+    with deps.session_scope() as session:
+        lead = session.get_one(Lead, failed)
+        assert (lead.status, lead.error) == (LeadStatus.RUNNING, None)
+        assert find_retryable(session) == []
+    score.run(deps, lead_id=failed, run_id=run)  # the re-sent chain takes the failed stage over
+    with deps.session_scope() as session:
+        row = session.scalars(
+            select(StageResult).where(
+                StageResult.lead_id == failed, StageResult.stage == Stage.SCORE.value
+            )
+        ).one()
+        assert row.status == StageStatus.DONE and row.attempts == 2
