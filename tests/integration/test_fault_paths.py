@@ -21,11 +21,11 @@ from db.models import Lead, LLMCall, QueueState, StageResult
 from db.session import make_engine, make_session_factory
 from pipeline.budget.guard import BudgetConfig, BudgetGuard
 from pipeline.budget.reservations import ReservationStore
+from pipeline.campaigns.retry import find_retryable, reopen
 from pipeline.deps import Deps
 from pipeline.liveness import OWNER, heartbeat_key, is_transient
 from pipeline.llm.gateway import CallContext, call_model
 from pipeline.llm.prompts import render
-from pipeline.campaigns.retry import find_retryable, reopen
 from pipeline.stages import classify, score
 from pipeline.stages._common import StageBusy, claim, mark_failed, mark_parked, release
 from simulator import SimulatorServer
