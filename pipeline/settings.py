@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     heartbeat_ttl_s: int = 30
     """A worker whose heartbeat is this old is dead: its messages, leases and reservations are
     taken back by the other workers' recovery loop (crash recovery within about a minute)."""
+    lost_chain_after_s: int = 120
+    """An unfinished lead idle this long with no message in the broker is sent again (a Redis
+    restarted empty or flushed); a lead waiting in a backlog has a message and is left alone."""
     retry_backoff_max_s: int = 300
     """Longest wait between two retries of a transient error (an outage parks the lead)."""
     log_json: bool = False
@@ -135,6 +138,10 @@ class Settings(BaseSettings):
             (
                 self.sweep_after_s > self.visibility_timeout_s,
                 "LEADPIPE_SWEEP_AFTER_S must exceed LEADPIPE_VISIBILITY_TIMEOUT_S",
+            ),
+            (
+                self.lost_chain_after_s >= 2 * self.heartbeat_ttl_s,
+                "LEADPIPE_LOST_CHAIN_AFTER_S must be at least twice LEADPIPE_HEARTBEAT_TTL_S",
             ),
             (
                 self.stage_lease_s >= self.heartbeat_ttl_s,

@@ -15,11 +15,11 @@ from pipeline.deps import Deps
 from pipeline.errors import TransientError
 from pipeline.web.webhook import post_json
 from workers.app import app
+from workers.broker import leads_in_broker
 from workers.canvas import lead_chain
 from workers.control import queue_states, resume
 from workers.lifecycle import budget_webhook_url, process_deps, sweep_after_s
 from workers.queues import Queue
-from workers.recovery import leads_in_broker
 
 
 def _guard() -> BudgetGuard | None:

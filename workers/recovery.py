@@ -7,7 +7,10 @@ lock so only one worker does it at a time, it:
 
 - puts back on its queue every unacknowledged message older than the TTL that no live worker
   holds (kombu would only do so after the visibility timeout, an hour by default);
-- drops the budget reservations of dead workers (their id prefixes the reservation id).
+- drops the budget reservations of dead workers (their id prefixes the reservation id);
+- once every ``lost_chain_after_s``: re-sends the chain of every unfinished lead idle that long
+  with no message anywhere in the broker (Redis restarted empty or FLUSHALL'd, a crash between a
+  batch commit and its dispatch). A lead waiting in a backlog has a message, so it is left alone.
 
 The stage leases of the dead worker need no action: ``claim`` treats a lease whose owner has no
 heartbeat as free, so the restored message runs its stage at once.
@@ -15,7 +18,6 @@ heartbeat as free, so the restored message runs its stage at once.
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -29,10 +31,11 @@ from pipeline.liveness import heartbeat_key, is_transient, owner_worker, worker_
 from pipeline.settings import get_settings
 from workers.app import app
 from workers.lifecycle import process_deps
-from workers.queues import Queue
+from workers.ops import redispatch_stalled
 
 log = structlog.get_logger(__name__)
 LOCK_KEY = "leadpipe:recovery:lock"
+SWEEP_LOCK_KEY = "leadpipe:recovery:sweep"
 _started = threading.Event()
 
 
@@ -114,20 +117,22 @@ def _store() -> Any:
     return getattr(budget, "store", None)
 
 
-def recover_once(client: Any, ttl_s: int) -> None:
-    """One recovery pass, by one worker at a time (the lock expires on its own)."""
+def recover_once(client: Any, ttl_s: int, lost_after_s: int) -> None:
+    """One recovery pass, by one worker at a time (the locks expire on their own)."""
     if client.set(LOCK_KEY, worker_id(), nx=True, ex=ttl_s):
         restore_orphans(client, ttl_s)
         release_dead_reservations(client, ttl_s)
+    if client.set(SWEEP_LOCK_KEY, worker_id(), nx=True, ex=lost_after_s // 2):
+        redispatch_stalled(lost_after_s)
 
 
-def _loop(interval_s: int, ttl_s: int) -> None:
+def _loop(interval_s: int, ttl_s: int, lost_after_s: int) -> None:
     while True:
         try:
             client = process_deps().redis
             if client is not None:
                 beat_once(client, ttl_s)
-                recover_once(client, max(interval_s, ttl_s))
+                recover_once(client, max(interval_s, ttl_s), lost_after_s)
         except Exception as exc:  # a Redis or DB blip: the next beat tries again
             if not is_transient(exc):
                 log.exception("recovery_loop_error")
@@ -142,7 +147,11 @@ def start_heartbeat() -> None:
     settings = get_settings()
     thread = threading.Thread(
         target=_loop,
-        args=(settings.heartbeat_interval_s, settings.heartbeat_ttl_s),
+        args=(
+            settings.heartbeat_interval_s,
+            settings.heartbeat_ttl_s,
+            settings.lost_chain_after_s,
+        ),
         name="leadpipe-heartbeat",
         daemon=True,
     )
@@ -152,38 +161,3 @@ def start_heartbeat() -> None:
 @worker_ready.connect
 def _start_on_ready(**_: Any) -> None:
     start_heartbeat()
-
-
-def leads_in_broker(client: Any) -> set[int]:
-    """Lead ids with a message waiting in a stage queue or held unacknowledged by a worker.
-
-    Such a lead is in a backlog, not lost: the sweep must not send it a second chain.
-    """
-    raws: list[bytes] = []
-    for queue in Queue:
-        for name in (queue.value, *(f"{queue.value}:{p}" for p in range(1, 10))):
-            raws.extend(client.lrange(name, 0, -1))
-    with app.connection_for_write() as conn:
-        channel: Any = conn.default_channel
-        unacked_key = channel.unacked_key
-    for raw in client.hvals(unacked_key):
-        message = json.loads(raw)[0]
-        raws.append(json.dumps(message).encode())
-    found = set()
-    for raw in raws:
-        lead_id = _lead_of(raw)
-        if lead_id is not None:
-            found.add(lead_id)
-    return found
-
-
-def _lead_of(raw: bytes | str) -> int | None:
-    try:
-        message = json.loads(raw)
-        body = message["body"]
-        if message.get("properties", {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        kwargs = json.loads(body)[1]
-        return int(kwargs["lead_id"])
-    except (ValueError, KeyError, IndexError, TypeError):
-        return None
