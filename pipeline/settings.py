@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     heartbeat_ttl_s: int = 30
     """A worker whose heartbeat is this old is dead: its messages, leases and reservations are
     taken back by the other workers' recovery loop (crash recovery within about a minute)."""
-    lost_chain_after_s: int = 120
+    lost_chain_after_s: int = 60
     """An unfinished lead idle this long with no message in the broker is sent again (a Redis
     restarted empty or flushed); a lead waiting in a backlog has a message and is left alone."""
     retry_backoff_max_s: int = 300

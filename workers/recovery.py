@@ -8,7 +8,7 @@ lock so only one worker does it at a time, it:
 - puts back on its queue every unacknowledged message older than the TTL that no live worker
   holds (kombu would only do so after the visibility timeout, an hour by default);
 - drops the budget reservations of dead workers (their id prefixes the reservation id);
-- once every ``lost_chain_after_s``: re-sends the chain of every unfinished lead idle that long
+- every ``lost_chain_after_s / 2``: re-sends the chain of every unfinished lead idle that long
   with no message anywhere in the broker (Redis restarted empty or FLUSHALL'd, a crash between a
   batch commit and its dispatch). A lead waiting in a backlog has a message, so it is left alone.
 

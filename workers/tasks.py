@@ -7,9 +7,6 @@ from workers.app import app
 from workers.base import PipelineTask
 from workers.lifecycle import process_deps
 from workers.queues import Queue
-from workers.recovery import start_heartbeat
-
-__all__ = ["start_heartbeat"]  # imported for its worker_ready hook: heartbeats and recovery
 
 
 @app.task(base=PipelineTask, name="leads.classify", queue=Queue.CLASSIFY)
