@@ -110,6 +110,8 @@ class StageResult(Base):
     attempts: Mapped[int] = mapped_column(default=1)
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[dt.datetime | None]
+    owner: Mapped[str | None] = mapped_column(String(200))
+    """``<worker id>/<task id>`` holding the running stage's lease (pipeline/liveness.py)."""
 
 
 class LLMCall(Base):

@@ -78,7 +78,9 @@ class Deps:
     breaker: CircuitBreaker | None = None
     cache: ResponseCache | None = None
     stage_lease_s: int = default_of(Settings, "stage_lease_s")
-    """A running stage row younger than this belongs to a live task (see stages._common)."""
+    """A running stage row without an owner younger than this belongs to a live task."""
+    heartbeat_grace_s: int = default_of(Settings, "heartbeat_ttl_s")
+    """An owned running row this young is held even if its heartbeat is briefly missing."""
 
     @contextmanager
     def session_scope(self) -> Iterator[Session]:

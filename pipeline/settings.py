@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_REDIS_PORT = 6390
@@ -100,11 +100,21 @@ class Settings(BaseSettings):
     """The sender's own site: the one link, besides the lead's site, an approved email may hold."""
     worker_concurrency: int = 8
     stage_lease_s: int = 300
-    """How long a started stage is protected from a concurrent duplicate delivery."""
+    """How long a started stage without a live owner is protected from a duplicate delivery."""
     sweep_after_s: int = 4200
     """A lead with no stage activity for this long is re-dispatched (above visibility timeout)."""
     visibility_timeout_s: int = 3600
     """Seconds before Redis redelivers an unacknowledged task; must exceed the longest task."""
+    heartbeat_interval_s: int = 5
+    """Each worker refreshes its heartbeat (and the list of messages it holds) this often."""
+    heartbeat_ttl_s: int = 30
+    """A worker whose heartbeat is this old is dead: its messages, leases and reservations are
+    taken back by the other workers' recovery loop (crash recovery within about a minute)."""
+    lost_chain_after_s: int = 60
+    """An unfinished lead idle this long with no message in the broker is sent again (a Redis
+    restarted empty or flushed); a lead waiting in a backlog has a message and is left alone."""
+    retry_backoff_max_s: int = 300
+    """Longest wait between two retries of a transient error (an outage parks the lead)."""
     log_json: bool = False
     metrics_port: int | None = 9808
     """Prometheus ``/metrics`` port of each worker's main process; None or 0 turns it off."""
@@ -113,6 +123,42 @@ class Settings(BaseSettings):
     """Flower basic-auth password; no default: without one Flower only binds to localhost."""
     flower_address: str = "127.0.0.1"
     flower_port: int = 5555
+
+    @model_validator(mode="after")
+    def _coherent_timings(self) -> Settings:
+        """Timings that only work in one order, checked at start-up with the variables named."""
+        rules = [
+            (
+                self.heartbeat_interval_s * 2 <= self.heartbeat_ttl_s,
+                "LEADPIPE_HEARTBEAT_TTL_S must be at least twice LEADPIPE_HEARTBEAT_INTERVAL_S",
+            ),
+            (
+                self.heartbeat_ttl_s < self.visibility_timeout_s,
+                "LEADPIPE_HEARTBEAT_TTL_S must be below LEADPIPE_VISIBILITY_TIMEOUT_S",
+            ),
+            (
+                self.retry_backoff_max_s < self.visibility_timeout_s
+                and self.budget.park_retry_s < self.visibility_timeout_s,
+                "LEADPIPE_RETRY_BACKOFF_MAX_S and LEADPIPE_BUDGET__PARK_RETRY_S (countdowns held"
+                " by a worker) must be below LEADPIPE_VISIBILITY_TIMEOUT_S",
+            ),
+            (
+                self.sweep_after_s > self.visibility_timeout_s,
+                "LEADPIPE_SWEEP_AFTER_S must exceed LEADPIPE_VISIBILITY_TIMEOUT_S",
+            ),
+            (
+                self.lost_chain_after_s >= 2 * self.heartbeat_ttl_s,
+                "LEADPIPE_LOST_CHAIN_AFTER_S must be at least twice LEADPIPE_HEARTBEAT_TTL_S",
+            ),
+            (
+                self.stage_lease_s >= self.heartbeat_ttl_s,
+                "LEADPIPE_STAGE_LEASE_S must be at least LEADPIPE_HEARTBEAT_TTL_S",
+            ),
+        ]
+        broken = [message for ok, message in rules if not ok]
+        if broken:
+            raise ValueError("; ".join(broken))
+        return self
 
     def resolved_redis_url(self) -> str:
         """The configured Redis URL, or the embedded server's (started by the CLI, not here)."""

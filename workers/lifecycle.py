@@ -59,6 +59,7 @@ def build_deps(settings: Settings) -> Deps:
         breaker=CircuitBreaker(client),
         budget=guard,
         stage_lease_s=settings.stage_lease_s,
+        heartbeat_grace_s=settings.heartbeat_ttl_s,
         cache=ResponseCache(client, lambda: ttl_multiplier(guard.status().throttle_level)),
     )
 

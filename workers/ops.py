@@ -11,9 +11,11 @@ import structlog
 from pipeline.budget.guard import BudgetGuard
 from pipeline.budget.throttle import PAUSED_AT_LEVEL, Period, window
 from pipeline.campaigns.sweep import Stalled, find_stalled
+from pipeline.deps import Deps
 from pipeline.errors import TransientError
 from pipeline.web.webhook import post_json
 from workers.app import app
+from workers.broker import leads_in_broker
 from workers.canvas import lead_chain
 from workers.control import queue_states, resume
 from workers.lifecycle import budget_webhook_url, process_deps, sweep_after_s
@@ -39,10 +41,22 @@ def resume_after_rollover() -> None:
     if guard is None or guard.check().throttle_level >= PAUSED_AT_LEVEL:
         return
     day = window(Period.DAILY, dt.datetime.now(dt.UTC), guard.config.timezone)
-    deps = process_deps()
+    resume_rolled_over(process_deps(), day.start)
+
+
+def resume_rolled_over(deps: Deps, period_start: dt.datetime) -> list[str]:
+    """Resume the queues the budget paused before ``period_start`` (a new period began)."""
+    resumed = []
     for name, row in queue_states(deps).items():
-        if row.paused and row.changed_by == "budget" and row.changed_at < day.start:
+        if row.paused and row.changed_by == "budget" and _aware(row.changed_at) < period_start:
             resume(deps, name, by="budget-rollover")
+            resumed.append(name)
+    return resumed
+
+
+def _aware(at: dt.datetime) -> dt.datetime:
+    """SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
 
 
 @app.task(
@@ -67,6 +81,9 @@ def redispatch_stalled(older_than_s: int) -> list[Stalled]:
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than_s)
     with deps.session_scope() as session:
         stalled = find_stalled(session, older_than=cutoff)
+    if stalled and deps.redis is not None:  # a lead waiting in a long backlog is not lost
+        waiting = leads_in_broker(deps.redis)
+        stalled = [item for item in stalled if item.lead_id not in waiting]
     for item in stalled:
         lead_chain(item.lead_id, item.run_id, item.priority, item.resume_at).apply_async()
     if stalled:

@@ -41,6 +41,7 @@ from pipeline.budget.throttle import (
     usage_pct,
     window,
 )
+from pipeline.liveness import worker_id
 
 __all__ = [
     "BudgetConfig",
@@ -93,7 +94,8 @@ class BudgetGuard:
         Raises:
             BudgetRefused: some period cannot cover ``amount``.
         """
-        micros, rid = to_micros(amount), uuid.uuid4().hex
+        # The worker id prefix lets the recovery loop drop a dead worker's reservations at once.
+        micros, rid = to_micros(amount), f"{worker_id()}/{uuid.uuid4().hex}"
         for _ in range(_REPAIR_TRIES):
             periods = self._period_keys(campaign_id, tier)
             outcome = self.store.reserve(rid, micros, periods, now=int(time.time()))
@@ -306,7 +308,10 @@ class BudgetGuard:
         ttl = int((win.end - win.start).total_seconds()) + 40 * 86400
         for _ in range(_REPAIR_TRIES):
             seq = self.store.state(key).seq
+            open_ids = self.store.open_ids()
             with session_scope(self._factory) as session:
+                # Ids first: every row they find is also in the sum read after them.
+                ledgered = budget_db.recorded_request_ids(session, open_ids)
                 spent = budget_db.ledger_spent(session, win, campaign=camp)
             # Fails when a call settled between our read of seq and the write: read again.
             if self.store.repair(
@@ -316,6 +321,7 @@ class BudgetGuard:
                 now=int(time.time()),
                 stale_s=self.config.stale_reservation_s,
                 ttl_s=ttl,
+                ledgered=ledgered,
             ):
                 return
         log.warning("budget_reconcile_contended", key=key)

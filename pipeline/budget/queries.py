@@ -69,3 +69,12 @@ def add_event(
             message=message,
         )
     )
+
+
+def recorded_request_ids(session: Session, request_ids: list[str]) -> list[str]:
+    """Which of these reservation ids already have their ledger row (the gateway uses the
+    reservation id as the row's request id)."""
+    if not request_ids:
+        return []
+    query = select(LLMCall.request_id).where(LLMCall.request_id.in_(request_ids))
+    return list(session.scalars(query))

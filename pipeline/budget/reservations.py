@@ -45,8 +45,11 @@ redis.call('HSET', KEYS[1], ARGV[2], ARGV[1] .. '|' .. ARGV[3] .. '|' .. table.c
 return {1, 0}
 """
 
-# KEYS: resv hash, period keys. ARGV: reservation id, actual amount (0 for a release).
+# KEYS: resv hash, ledgered hash, period keys. ARGV: reservation id, actual amount (0 for a
+# release). A reservation a repair already read from the ledger (its cost is in ``spent``) is
+# only forgotten: adding ``actual`` again would count the call twice.
 _SETTLE = """
+if redis.call('HDEL', KEYS[2], ARGV[1]) == 1 then return 1 end
 local entry = redis.call('HGET', KEYS[1], ARGV[1])
 local amount = 0
 if entry then
@@ -54,7 +57,7 @@ if entry then
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
 local actual = tonumber(ARGV[2])
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   local key = KEYS[i]
   if redis.call('HEXISTS', key, 'init') == 1 then
     local reserved = tonumber(redis.call('HGET', key, 'reserved') or '0')
@@ -67,13 +70,21 @@ if entry then return 1 end
 return 0
 """
 
-# KEYS: resv hash, one period key. ARGV: ledger spent, expected seq ('' = any), now, stale
-# seconds, ttl seconds. Returns -1 when a settle raced the ledger read (caller retries).
+# KEYS: resv hash, one period key, ledgered hash. ARGV: ledger spent, expected seq ('' = any),
+# now, stale seconds, ttl seconds, then the ids of reservations whose ledger row is already
+# committed (their cost is in ``spent``; they are dropped, not counted as reserved too).
+# Returns -1 when a settle raced the ledger read (caller retries).
 _REPAIR = """
 local seq = redis.call('HGET', KEYS[2], 'seq') or '0'
 if ARGV[2] ~= '' and seq ~= ARGV[2] then return -1 end
 local now = tonumber(ARGV[3])
 local stale = tonumber(ARGV[4])
+for k = 6, #ARGV do
+  if redis.call('HDEL', KEYS[1], ARGV[k]) == 1 then
+    redis.call('HSET', KEYS[3], ARGV[k], 1)
+    redis.call('EXPIRE', KEYS[3], 86400)
+  end
+end
 local reserved = 0
 local entries = redis.call('HGETALL', KEYS[1])
 for j = 1, #entries, 2 do
@@ -136,6 +147,7 @@ class ReservationStore:
         self.prefix = prefix
         self.resv_key = f"{prefix}:resv"
         self.limits_key = f"{prefix}:limits"
+        self.ledgered_key = f"{prefix}:ledgered"
         self._reserve = client.register_script(_RESERVE)
         self._settle = client.register_script(_SETTLE)
         self._repair = client.register_script(_REPAIR)
@@ -162,24 +174,39 @@ class ReservationStore:
 
     def settle(self, rid: str, actual: int, keys: Sequence[str]) -> bool:
         """Move a reservation to spent at ``actual``; False when it was already gone."""
-        return bool(self._settle(keys=[self.resv_key, *keys], args=[rid, actual]))
+        keys = [self.resv_key, self.ledgered_key, *keys]
+        return bool(self._settle(keys=keys, args=[rid, actual]))
 
     def release(self, rid: str, keys: Sequence[str]) -> bool:
         """Drop a reservation without spending anything."""
         return self.settle(rid, 0, keys)
 
     def repair(
-        self, key: str, spent: int, *, expected_seq: str | None, now: int, stale_s: int, ttl_s: int
+        self,
+        key: str,
+        spent: int,
+        *,
+        expected_seq: str | None,
+        now: int,
+        stale_s: int,
+        ttl_s: int,
+        ledgered: Sequence[str] = (),
     ) -> bool:
         """Overwrite ``spent`` from the ledger and recount live reservations.
 
+        ``ledgered``: open reservations whose ledger row was read into ``spent`` (dropped).
         Returns False when a settle happened since ``expected_seq`` was read (read again).
         """
+        seq = "" if expected_seq is None else expected_seq
         result = self._repair(
-            keys=[self.resv_key, key],
-            args=[spent, "" if expected_seq is None else expected_seq, now, stale_s, ttl_s],
+            keys=[self.resv_key, key, self.ledgered_key],
+            args=[spent, seq, now, stale_s, ttl_s, *ledgered],
         )
         return int(result) >= 0
+
+    def open_ids(self) -> list[str]:
+        """The ids of every open reservation."""
+        return [_text(k) for k in self.redis.hkeys(self.resv_key)]
 
     def state(self, key: str) -> PeriodState:
         """The counters of one period."""

@@ -29,6 +29,7 @@ from pipeline.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
+from pipeline.llm import journal
 from pipeline.llm.cache import ResponseCache
 from pipeline.llm.catalog import estimate_max_cost, estimate_prompt_tokens
 from pipeline.llm.contracts import (
@@ -96,7 +97,7 @@ def call_model(
         NoValidAnswer: every model refused the request or answered outside the contract.
     """
     shape = (contract or contract_for(ctx.stage)) if json_mode else None
-    replay = _journal_replay(deps, ctx, shape)
+    replay = _journal_replay(deps, ctx, shape) or _replay_journaled(deps, ctx, prompt, shape)
     if replay is not None:
         return replay
     primary = chain[0] if chain else None
@@ -168,7 +169,17 @@ class _ChainRun:
             _note_rejected(deps, route, exc)
             self.errors.append(f"{route.ref}: {exc.reason}")
             return None
-        outcome = _settle(*record, response, contract=self.contract, reservation=reservation)
+        # Journal hook (issue 12): the paid answer is durable before the ledger write.
+        request_id = reservation.rid if reservation is not None else uuid.uuid4().hex
+        entry = journal.Entry.of(request_id, route, response, self.attempt, fallback_from)
+        journal.remember(deps.redis, self.ctx.journal_key, entry)
+        outcome = _settle(
+            *record,
+            response,
+            contract=self.contract,
+            reservation=reservation,
+            request_id=request_id,
+        )
         if isinstance(outcome, _Invalid):
             self.errors.append(f"{route.ref}: invalid output: {outcome.errors}")
         elif deps.breaker is not None:
@@ -247,6 +258,7 @@ def _settle(
     *,
     contract: type[Contract] | None,
     reservation: Reservation | None = None,
+    request_id: str | None = None,
 ) -> GatewayResult | _Invalid:
     """Price and record a completed call: a result, or the reason it broke the contract.
 
@@ -256,20 +268,26 @@ def _settle(
     cost, price_version = deps.routing.catalog.cost(route.ref, response.usage)
     checked = _check(response, contract)
     invalid = isinstance(checked, str)
-    _record(
-        deps,
-        ctx,
-        route,
-        prompt,
-        attempt,
-        fallback_from,
-        started,
-        response=response,
-        cost=cost,
-        price_version=price_version,
-        error=f"invalid output: {checked}" if invalid else None,
-        invalid=invalid,
-    )
+    try:
+        _record(
+            deps,
+            ctx,
+            route,
+            prompt,
+            attempt,
+            fallback_from,
+            started,
+            response=response,
+            cost=cost,
+            price_version=price_version,
+            error=f"invalid output: {checked}" if invalid else None,
+            invalid=invalid,
+            request_id=request_id,
+        )
+    except BaseException:  # the answer is journaled; the retry records it and settles nothing
+        if reservation is not None:
+            _release_quietly(deps, reservation)
+        raise
     if reservation is not None and deps.budget is not None:
         deps.budget.settle(reservation, cost)  # after the ledger row: reconcile stays safe
     if isinstance(checked, str):
@@ -313,6 +331,7 @@ def _record(
     error: str | None = None,
     cache_hit: bool = False,
     invalid: bool = False,
+    request_id: str | None = None,
 ) -> None:
     """One ledger row; an error's text is masked (a provider may echo the key back)."""
     error = mask_secrets(error) if error is not None else None
@@ -323,7 +342,7 @@ def _record(
     latency_ms = int((time.monotonic() - started) * 1000)
     usage = response.usage if response else Usage(0, 0)
     row = LLMCall(
-        request_id=uuid.uuid4().hex,
+        request_id=request_id or uuid.uuid4().hex,
         journal_key=ctx.journal_key,
         lead_id=ctx.lead_id,
         campaign_id=ctx.campaign_id,
@@ -460,3 +479,39 @@ def _journal_replay(
         fallbacks=(row.fallback_from,) if row.fallback_from else (),
         simulated=row.simulated,
     )
+
+
+def _release_quietly(deps: Deps, reservation: Reservation) -> None:
+    try:
+        if deps.budget is not None:
+            deps.budget.release(reservation)
+    except Exception as exc:  # Redis is away too: the reconciler drops it later
+        log.warning("reservation_release_failed", error=type(exc).__name__)
+
+
+def _replay_journaled(
+    deps: Deps, ctx: CallContext, prompt: Prompt, contract: type[Contract] | None
+) -> GatewayResult | None:
+    """A paid answer journaled in Redis whose ledger row was never written: write it now.
+
+    The row keeps the entry's request id, so it is written at most once; an entry already in
+    the ledger (an answer the chain moved past) is left alone. A journaled answer that breaks
+    the contract is recorded (it was paid) and the call goes on as if it had not been made.
+    """
+    entry = journal.recall(deps.redis, ctx.journal_key)
+    if entry is None:
+        return None
+    with deps.session_scope() as session:
+        known = session.scalar(select(LLMCall.id).where(LLMCall.request_id == entry.request_id))
+    if known is not None:
+        return None
+    log.info("llm_call_recovered", stage=ctx.stage.value, lead_id=ctx.lead_id, model=entry.model)
+    record = (deps, ctx, entry.route(), prompt, entry.attempt, entry.fallback_from)
+    outcome = _settle(
+        *record,
+        time.monotonic(),
+        entry.response(),
+        contract=contract,
+        request_id=entry.request_id,
+    )
+    return outcome if isinstance(outcome, GatewayResult) else None

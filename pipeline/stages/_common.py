@@ -19,6 +19,7 @@ from db.enums import LeadStatus, Stage, StageStatus
 from db.models import Campaign, Lead, StageResult
 from pipeline.deps import Deps
 from pipeline.errors import LeadNotFound, TransientError
+from pipeline.liveness import OWNER, PARKED_PREFIX, is_alive
 from pipeline.llm.gateway import CallContext
 
 FINAL = (StageStatus.DONE, StageStatus.SKIPPED)
@@ -88,8 +89,12 @@ def claim(deps: Deps, *, lead_id: int, run_id: str, stage: Stage) -> LeadView | 
                 return None
             now = dt.datetime.now(dt.UTC)
             if mine is None:
-                session.add(StageResult(lead_id=lead_id, stage=stage.value, run_id=run_id))
-            elif mine.status == StageStatus.RUNNING and _leased(mine, now, deps.stage_lease_s):
+                session.add(
+                    StageResult(
+                        lead_id=lead_id, stage=stage.value, run_id=run_id, owner=OWNER.get()
+                    )
+                )
+            elif mine.status == StageStatus.RUNNING and _held(deps, mine, now):
                 # Another delivery of this task is running right now (a redelivery after the
                 # visibility timeout, or a sweep): two copies must never both call a model.
                 raise StageBusy(f"{stage.value} for lead {lead_id} is running elsewhere")
@@ -97,6 +102,7 @@ def claim(deps: Deps, *, lead_id: int, run_id: str, stage: Stage) -> LeadView | 
                 mine.attempts += 1
                 mine.status = StageStatus.RUNNING
                 mine.started_at = now
+                mine.owner = OWNER.get()
             if lead.status == LeadStatus.QUEUED:
                 lead.status = LeadStatus.RUNNING
             outputs = {r.stage: dict(r.output) for r in rows if r.status in FINAL}
@@ -110,6 +116,20 @@ class StageBusy(TransientError):
     """A live lease on the stage: retry after it ends."""
 
 
+def _held(deps: Deps, row: StageResult, now: dt.datetime) -> bool:
+    """Is a running row's lease held by someone else?
+
+    An owned row is held while its worker's heartbeat lives (a dead worker's lease is free at
+    once); the owner's own redelivery (same task id) takes it back. A row without an owner, or
+    when heartbeats cannot be checked, falls back to the time lease.
+    """
+    if row.owner is not None and row.owner == OWNER.get():
+        return False
+    if row.owner is not None and deps.redis is not None:
+        return is_alive(deps.redis, row.owner) or _leased(row, now, deps.heartbeat_grace_s)
+    return _leased(row, now, deps.stage_lease_s)
+
+
 def _leased(row: StageResult, now: dt.datetime, lease_s: int) -> bool:
     started = row.started_at
     if started.tzinfo is None:  # SQLite hands back naive datetimes
@@ -117,8 +137,18 @@ def _leased(row: StageResult, now: dt.datetime, lease_s: int) -> bool:
     return now - started < dt.timedelta(seconds=lease_s)
 
 
-def release(deps: Deps, *, lead_id: int, run_id: str, stage: Stage) -> None:
-    """End a running stage's lease early (its task failed or was parked and will run again)."""
+def release(
+    deps: Deps, *, lead_id: int, run_id: str, stage: Stage, owner: str | None = None
+) -> bool:
+    """End a running stage's lease early (its task failed or was parked and will run again).
+
+    Only the lease's own holder may end it: ``owner`` (default: the current task's) must match
+    the row's. A delivery that lost a concurrent first claim, or found the stage busy, therefore
+    never frees the winner's lease. Outside a task (tests, the CLI) only an ownerless lease is
+    released. Returns True when a lease was released.
+    """
+    owner = owner or OWNER.get()
+    mine = StageResult.owner.is_(None) if owner is None else StageResult.owner == owner
     with deps.session_scope() as session:
         row = session.scalars(
             select(StageResult).where(
@@ -126,10 +156,14 @@ def release(deps: Deps, *, lead_id: int, run_id: str, stage: Stage) -> None:
                 StageResult.run_id == run_id,
                 StageResult.stage == stage.value,
                 StageResult.status == StageStatus.RUNNING,
+                mine,
             )
         ).first()
-        if row is not None:
-            row.started_at = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+        if row is None:
+            return False
+        row.started_at = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+        row.owner = None
+        return True
 
 
 def _view(lead: Lead, run_id: str, outputs: dict[str, dict[str, Any]], strategy: str) -> LeadView:
@@ -177,10 +211,12 @@ def finish(
         row.output = output
         row.error = None
         row.finished_at = dt.datetime.now(dt.UTC)
-        if lead_updates:
-            lead = session.get_one(Lead, view.id)
-            for key, value in lead_updates.items():
-                setattr(lead, key, value)
+        row.owner = None
+        lead = session.get_one(Lead, view.id)
+        if lead.error and PARKED_PREFIX in lead.error:  # the outage it waited out is over
+            lead.error = None
+        for key, value in (lead_updates or {}).items():
+            setattr(lead, key, value)
 
 
 def mark_failed(deps: Deps, *, lead_id: int, run_id: str, stage: Stage, error: str) -> None:
@@ -201,3 +237,25 @@ def mark_failed(deps: Deps, *, lead_id: int, run_id: str, stage: Stage, error: s
             row.error = error[:2000]
         lead.status = LeadStatus.FAILED
         lead.error = f"{stage.value}: {error}"[:2000]
+
+
+def mark_parked(deps: Deps, *, lead_id: int, run_id: str, stage: Stage, reason: str) -> None:
+    """Note on the stage row and the lead why it is waiting (an outage); it stays running.
+
+    The task keeps being retried every few minutes, so the lead resumes by itself once a model
+    (or the database, or Redis) is back; ``leadpipe retry`` sends it again at once.
+    """
+    with deps.session_scope() as session:
+        lead = session.get(Lead, lead_id)
+        if lead is None:
+            return
+        row = session.scalars(
+            select(StageResult).where(
+                StageResult.lead_id == lead_id,
+                StageResult.run_id == run_id,
+                StageResult.stage == stage.value,
+            )
+        ).first()
+        if row is not None:
+            row.error = f"{PARKED_PREFIX}{reason}"[:2000]
+        lead.error = f"{stage.value}: {PARKED_PREFIX}{reason}"[:2000]

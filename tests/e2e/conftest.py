@@ -136,8 +136,10 @@ def stack(
             "LEADPIPE_WEB__MIRROR_URL": f"http://{site}",
             "LEADPIPE_WEB__ALLOW_HOSTS": json.dumps([site]),
             "LEADPIPE_DATA_DIR": str(tmp_path),
-            "LEADPIPE_VISIBILITY_TIMEOUT_S": "8",
-            "LEADPIPE_STAGE_LEASE_S": "5",
+            # Crash recovery runs on heartbeats, not on the visibility timeout or the lease:
+            # a 1 s beat and a 3 s TTL make a killed worker's work come back in seconds.
+            "LEADPIPE_HEARTBEAT_INTERVAL_S": "1",
+            "LEADPIPE_HEARTBEAT_TTL_S": "3",
             "LEADPIPE_WORKER_CONCURRENCY": "6",
         }
     )

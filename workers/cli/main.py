@@ -20,6 +20,7 @@ from workers.cli import flower as cli_flower
 from workers.cli import ops as cli_ops
 from workers.cli import outcomes as cli_outcomes
 from workers.cli import report as cli_report
+from workers.cli import retry as cli_retry
 from workers.cli.progress import wait_for_batch
 from workers.context import session_factory
 
@@ -37,6 +38,7 @@ for _command in (
     cli_ops.sweep,
     cli_flower.flower,
     cli_campaigns.beat,
+    cli_retry.retry,
 ):
     app.command()(_command)
 app.add_typer(cli_report.review, name="review")
