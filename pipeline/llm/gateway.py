@@ -28,6 +28,7 @@ from pipeline.errors import AllRoutesFailed, ProviderRejected, ProviderUnavailab
 from pipeline.llm.cache import ResponseCache
 from pipeline.llm.catalog import estimate_max_cost, estimate_prompt_tokens
 from pipeline.llm.providers.base import LLMProvider
+from pipeline.logs import mask_secrets
 from pipeline.models import GatewayResult, LLMRequest, LLMResponse, Prompt, Route, Usage
 
 log = structlog.get_logger(__name__)
@@ -250,7 +251,7 @@ def _record(
         fallback_from=fallback_from,
         attempt=attempt,
         status=CallStatus.OK if error is None else CallStatus.ERROR,
-        error=error,
+        error=mask_secrets(error) if error else None,  # never a configured key in the ledger
         response={"text": response.text} if response and error is None else None,
     )
     with deps.session_scope() as session:
