@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -34,6 +35,12 @@ class NewBatch:
 def file_hash(data: bytes) -> str:
     """SHA-256 of a source file's bytes."""
     return hashlib.sha256(data).hexdigest()
+
+
+def hash_file(path: Path) -> str:
+    """SHA-256 of a file, read in chunks (the same value as ``file_hash`` of its bytes)."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def get_or_create_campaign(

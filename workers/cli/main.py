@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.campaigns.batches import batch_progress, create_batch, file_hash, find_enqueued
+from pipeline.campaigns.batches import batch_progress, create_batch, find_enqueued, hash_file
 from pipeline.ingest.leads import LeadFileError, ParseResult, parse_lead_file
 from pipeline.llm.routing import Strategy
 from pipeline.settings import get_settings
@@ -133,7 +133,7 @@ def enqueue(
         sys.stdout.write(json.dumps(doc) + "\n") if as_json else _print_summary(doc)
         raise typer.Exit(1)
     factory = session_factory(migrate=True)
-    source_hash = file_hash(path.read_bytes())
+    source_hash = hash_file(path)
     with factory() as session, session.begin():
         earlier = (
             None if again else find_enqueued(session, campaign=campaign, source_hash=source_hash)
