@@ -186,8 +186,8 @@ def _dispatch_or_exit(factory: sessionmaker[Session], batch_id: str) -> bool:
         if line is None:
             raise
         print_error(
-            f"{line}; batch {batch_id} is stored but not dispatched: run the same command "
-            "again, or the ops sweep sends it within minutes"
+            f"{line.rstrip('.')}; batch {batch_id} is stored but not dispatched: run the same "
+            "command again, or the ops sweep sends it within minutes"
         )
         raise typer.Exit(EXIT_SERVICE) from None
 
