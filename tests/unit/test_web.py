@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
@@ -681,3 +684,46 @@ def test_the_timeout_is_a_total_deadline_against_a_real_slow_drip(dripping_serve
     with pytest.raises(TransientError, match=r"over 1.0s"):
         fetch_page(f"http://127.0.0.1:{port}/", policy)
     assert time.monotonic() - started < 1.5  # each byte came within any per-read timeout
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A real HTTPS server on 127.0.0.1 whose certificate names only ``acme.test``."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subject = ["-days", "1", "-subj", "/CN=acme.test", "-addext", "subjectAltName=DNS:acme.test"]
+    files = ["-keyout", str(key), "-out", str(cert)]
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", *subject, *files],
+        check=True,
+        capture_output=True,
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SiteHandler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], cert
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_https_connects_to_the_checked_address_and_verifies_the_name(
+    tls_server: tuple[int, Path],
+) -> None:
+    port, cert = tls_server
+    answers: list[str] = []
+
+    def resolver(host: str, _port: int) -> list[str]:
+        answers.append(host)  # "acme.test" resolves nowhere else: httpcore cannot look it up
+        return ["127.0.0.1"]
+
+    policy = WebPolicy(allow_hosts=frozenset({f"acme.test:{port}"}), timeout_s=5)
+    trusting = httpx.Client(verify=ssl.create_default_context(cafile=str(cert)), trust_env=False)
+    with trusting:
+        page = fetch_page(f"https://acme.test:{port}/", policy, client=trusting, resolver=resolver)
+    assert (page.title, page.final_url) == ("Local Acme", f"https://acme.test:{port}/home.html")
+    assert answers == ["acme.test", "acme.test"]  # one checked answer per hop, used as is
