@@ -57,6 +57,8 @@ class Batch(Base):
     rejected: Mapped[int] = mapped_column(default=0)
     rejects: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    dispatched_at: Mapped[dt.datetime | None]
+    """When its chains were sent (None: stored, not yet dispatched; the outbox finishes it)."""
 
 
 class Lead(Base):

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
+from urllib.parse import quote
 
 import structlog
 
@@ -20,10 +21,27 @@ _SECRET_KEYS = re.compile(r"(api[_-]?key|authorization|password|secret|token)$",
 # Cerebras ``csk-...``) and bearer/basic credentials.
 _SECRET_VALUES = re.compile(r"(c?sk-[A-Za-z0-9_-]{8,}|(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+)")
 REDACTED = "[redacted]"
+MIN_SECRET_LEN = 4
+"""Shorter configured secrets are not masked by value (they would mask ordinary words)."""
+_registered: dict[str, None] = {}  # insertion-ordered set of configured secret values
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Mask these exact values (and their URL-encoded forms) from now on, whatever their shape.
+
+    The shape patterns catch ``sk-...`` keys; a key without that shape, a webhook URL or a
+    password is only caught by value, so settings register every ``SecretStr`` they hold.
+    """
+    for value in values:
+        if len(value) >= MIN_SECRET_LEN:
+            _registered.update(dict.fromkeys((value, quote(value, safe=""), quote(value))))
 
 
 def mask_secrets(text: str) -> str:
-    """``text`` with every secret-looking token replaced by ``[redacted]``."""
+    """``text`` with every configured secret and secret-looking token replaced by ``[redacted]``."""
+    for value in sorted(_registered, key=len, reverse=True):  # a longer value may contain one
+        if value in text:
+            text = text.replace(value, REDACTED)
     return _SECRET_VALUES.sub(REDACTED, text)
 
 

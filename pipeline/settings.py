@@ -8,12 +8,15 @@ receives plain values or a ``Deps``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.logs import register_secrets
 
 EMBEDDED_REDIS_PORT = 6390
 """Port of the zero-setup Redis that ``leadpipe`` starts when ``LEADPIPE_REDIS_URL`` is unset."""
@@ -180,7 +183,25 @@ def default_of(model: type[BaseModel], name: str) -> Any:
     return model.model_fields[name].get_default(call_default_factory=True)
 
 
+def secret_values(model: BaseModel) -> Iterator[str]:
+    """Every ``SecretStr`` value in a settings model, however deeply nested."""
+    for name in type(model).model_fields:
+        yield from _secrets_in(getattr(model, name))
+
+
+def _secrets_in(value: Any) -> Iterator[str]:
+    if isinstance(value, SecretStr):
+        yield value.get_secret_value()
+    elif isinstance(value, BaseModel):
+        yield from secret_values(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _secrets_in(item)
+
+
 @functools.cache
 def get_settings() -> Settings:
-    """Build the settings once per process (never at import time)."""
-    return Settings()
+    """Build the settings once per process (never at import time); their secrets get masked."""
+    settings = Settings()
+    register_secrets(secret_values(settings))
+    return settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from pipeline.campaigns.batches import NewBatch, create_batch
+from pipeline.campaigns.batches import NewBatch, claim_dispatch, create_batch
 from pipeline.ingest.leads import parse_lead_text
 
 HEADER = (
@@ -14,11 +14,17 @@ HEADER = (
 
 
 def make_batch(
-    session: Session, rows: list[str], *, campaign: str = "test", priority: int = 5
+    session: Session,
+    rows: list[str],
+    *,
+    campaign: str = "test",
+    priority: int = 5,
+    dispatched: bool = True,
 ) -> NewBatch:
+    """A stored batch; marked dispatched (the tests run or send its stages themselves)."""
     parsed = parse_lead_text("\n".join([HEADER, *rows]) + "\n", source="test.csv", fmt="csv")
     assert parsed.leads, parsed.rejects
-    return create_batch(
+    batch = create_batch(
         session,
         parsed,
         campaign=campaign,
@@ -26,6 +32,9 @@ def make_batch(
         source="test.csv",
         source_hash="0" * 64,
     )
+    if dispatched:
+        claim_dispatch(session, batch.batch_id)
+    return batch
 
 
 SMB_ROW = (

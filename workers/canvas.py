@@ -1,11 +1,14 @@
-"""Composition: one chain per lead, carrying the campaign priority (no logic beyond ordering)."""
+"""Composition: one chain per lead, carrying the campaign priority (no logic beyond ordering),
+and the outbox step that sends a stored batch's chains exactly once."""
 
 from __future__ import annotations
 
 from celery import chain
 from celery.canvas import Signature
+from sqlalchemy.orm import Session, sessionmaker
 
 from db.enums import STAGE_ORDER, Stage
+from pipeline.campaigns.batches import NewBatch, claim_dispatch
 from workers.tasks import (
     analyze_lead,
     classify_lead,
@@ -32,3 +35,16 @@ def dispatch(leads: list[tuple[int, int]], run_id: str) -> None:
     """Send one chain per ``(lead_id, priority)``."""
     for lead_id, priority in leads:
         lead_chain(lead_id, run_id, priority).apply_async()
+
+
+def dispatch_batch(factory: sessionmaker[Session], batch_id: str) -> NewBatch | None:
+    """Send a stored batch's chains and mark it dispatched, in one transaction; None if done before.
+
+    The mark commits only after every chain reached the broker; a broker error rolls it back and
+    propagates, leaving the batch pending for a re-run of ``enqueue`` or ``ops.dispatch_pending``.
+    """
+    with factory() as session, session.begin():
+        claimed = claim_dispatch(session, batch_id)
+        if claimed is not None:
+            dispatch(claimed.leads, claimed.run_id)
+    return claimed

@@ -10,13 +10,13 @@ import structlog
 
 from pipeline.budget.guard import BudgetGuard
 from pipeline.budget.throttle import PAUSED_AT_LEVEL, Period, window
-from pipeline.campaigns.sweep import Stalled, find_stalled
+from pipeline.campaigns.sweep import Stalled, find_stalled, find_undispatched
 from pipeline.deps import Deps
 from pipeline.errors import TransientError
 from pipeline.web.webhook import post_json
 from workers.app import app
 from workers.broker import leads_in_broker
-from workers.canvas import lead_chain
+from workers.canvas import dispatch_batch, lead_chain
 from workers.control import queue_states, resume
 from workers.lifecycle import budget_webhook_url, process_deps, sweep_after_s
 from workers.queues import Queue
@@ -94,3 +94,24 @@ def redispatch_stalled(older_than_s: int) -> list[Stalled]:
 @app.task(name="ops.sweep_stalled", queue=Queue.OPS, ignore_result=True)
 def sweep_stalled() -> None:
     redispatch_stalled(sweep_after_s())
+
+
+DISPATCH_GRACE_S = 60
+"""A batch younger than this is left to the ``enqueue`` that is still sending it."""
+
+
+def dispatch_pending(older_than_s: int = DISPATCH_GRACE_S) -> list[str]:
+    """Finish every batch stored but never dispatched (the outbox); each is claimed once."""
+    deps = process_deps()
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than_s)
+    with deps.session_scope() as session:
+        pending = find_undispatched(session, older_than=cutoff)
+    done = [b for b in pending if dispatch_batch(deps.session_factory, b) is not None]
+    if done:
+        structlog.get_logger(__name__).warning("batches_dispatched", batch_ids=done)
+    return done
+
+
+@app.task(name="ops.dispatch_pending", queue=Queue.OPS, ignore_result=True)
+def dispatch_pending_batches() -> None:
+    dispatch_pending()

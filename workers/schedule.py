@@ -19,8 +19,15 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(minute="*"),
         "options": {"queue": "ops"},
     },
-    # Leads whose chain was lost (broker restarted without persistence, a crash between
-    # commit and dispatch) are sent again from their next unfinished stage.
+    # Every minute: a batch stored while the broker was down (``enqueue`` failed after its
+    # commit) has its chains sent and is marked dispatched, exactly once (the outbox).
+    "dispatch-pending": {
+        "task": "ops.dispatch_pending",
+        "schedule": 60.0,
+        "options": {"queue": "ops"},
+    },
+    # Leads whose chain was lost (broker restarted without persistence, a worker crash) are
+    # sent again from their next unfinished stage.
     "sweep-stalled": {
         "task": "ops.sweep_stalled",
         "schedule": 600.0,

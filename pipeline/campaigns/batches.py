@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
+from db.base import utcnow
 from db.enums import LeadStatus, Tier
 from db.models import Batch, Campaign, Lead, StageResult
 from pipeline.ingest.leads import LeadRecord, ParseResult
@@ -31,6 +35,12 @@ class NewBatch:
 def file_hash(data: bytes) -> str:
     """SHA-256 of a source file's bytes."""
     return hashlib.sha256(data).hexdigest()
+
+
+def hash_file(path: Path) -> str:
+    """SHA-256 of a file, read in chunks (the same value as ``file_hash`` of its bytes)."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def get_or_create_campaign(
@@ -84,15 +94,69 @@ def create_batch(
 
 
 def _priority(rec: LeadRecord, base: int) -> int:
+    return _lead_priority(rec.employees, rec.industry, rec.country, rec.tech_stack, base)
+
+
+def _lead_priority(
+    employees: int | None,
+    industry: str | None,
+    country: str | None,
+    tech_stack: Sequence[Any],
+    base: int,
+) -> int:
     value = estimate_lead_value(
         LeadSignals(
-            employees=rec.employees,
-            industry=rec.industry,
-            country=rec.country,
-            has_enterprise_tech_stack=has_enterprise_tech(rec.tech_stack),
+            employees=employees,
+            industry=industry,
+            country=country,
+            has_enterprise_tech_stack=has_enterprise_tech([str(t) for t in tech_stack]),
         )
     )
     return max(0, base - 1) if tier_for(value) is Tier.ENTERPRISE else base
+
+
+def find_enqueued(session: Session, *, campaign: str, source_hash: str) -> Batch | None:
+    """The latest batch of this campaign made from the same file bytes, if any.
+
+    ``enqueue`` re-run after a failure must finish that batch, not store a second one (every
+    lead would be processed and paid twice).
+    """
+    return session.scalars(
+        select(Batch)
+        .join(Campaign, Campaign.id == Batch.campaign_id)
+        .where(Campaign.name == campaign, Batch.source_hash == source_hash)
+        .order_by(Batch.created_at.desc())
+        .limit(1)
+    ).first()
+
+
+def claim_dispatch(session: Session, batch_id: str) -> NewBatch | None:
+    """Mark a stored batch dispatched and return the chains to send; None if already marked.
+
+    The outbox step: the caller sends the chains inside the same transaction, so the mark only
+    commits once every chain was handed to the broker, and a failed send rolls it back (the batch
+    stays pending for a re-run or the sweep). The conditional UPDATE row-locks the batch, so two
+    finishers racing on one batch dispatch it once.
+    """
+    marked = session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id, Batch.dispatched_at.is_(None))
+        .values(dispatched_at=utcnow())
+    )
+    if not isinstance(marked, CursorResult) or marked.rowcount != 1:
+        return None
+    batch = session.get_one(Batch, batch_id)
+    rows = session.execute(
+        select(Lead.id, Lead.employees, Lead.industry_hint, Lead.country, Lead.tech_stack)
+        .where(Lead.batch_id == batch_id, Lead.status == LeadStatus.QUEUED)
+        .order_by(Lead.id)
+    ).all()
+    base = batch.priority
+    leads = [
+        (r.id, _lead_priority(r.employees, r.industry_hint, r.country, r.tech_stack, base))
+        for r in rows
+    ]
+    return NewBatch(batch_id=batch.id, run_id=batch.run_id, leads=leads)
 
 
 def _lead_row(rec: LeadRecord, batch: Batch) -> Lead:

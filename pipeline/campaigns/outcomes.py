@@ -27,10 +27,21 @@ def _flag(value: object) -> bool:
     return str(value or "").strip().lower() in TRUE
 
 
-def _rows(text: str, fmt: str) -> list[tuple[int, dict[str, str]]]:
+def _jsonl_row(line: str) -> dict[str, object] | str:
+    """One JSONL line as a row, or the reason it is not one (a bad line must not end the import)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON: {exc.msg} at column {exc.colno}"
+    if not isinstance(row, dict):
+        return f"not a JSON object: {type(row).__name__}"
+    return {str(k).strip().lower(): v for k, v in row.items()}
+
+
+def _rows(text: str, fmt: str) -> list[tuple[int, dict[str, object] | str]]:
     if fmt == "jsonl":
         return [
-            (n, json.loads(line)) for n, line in enumerate(text.splitlines(), 1) if line.strip()
+            (n, _jsonl_row(line)) for n, line in enumerate(text.splitlines(), 1) if line.strip()
         ]
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     return [
@@ -46,6 +57,9 @@ def import_outcomes(session: Session, text: str, *, fmt: str, source: str) -> Im
     """
     imported, rejects = 0, []
     for row_number, row in _rows(text, fmt):
+        if isinstance(row, str):
+            rejects.append({"row": row_number, "reason": row})
+            continue
         address = str(row.get("email", "")).strip().lower()
         if not address:
             rejects.append({"row": row_number, "reason": "missing email"})

@@ -52,7 +52,10 @@ def find_stalled(session: Session, *, older_than: dt.datetime, limit: int = 1000
         .outerjoin(last, (last.c.lead_id == Lead.id) & (last.c.run_id == Lead.run_id))
         .where(
             Lead.status.in_((LeadStatus.QUEUED, LeadStatus.RUNNING)),
-            func.coalesce(last.c.at, Lead.created_at) < older_than,
+            Batch.dispatched_at.is_not(None),  # an undispatched batch is the outbox's to finish
+            # idle since its last stage, or since its dispatch (a batch finished by the outbox
+            # late must not look stalled the moment it is sent)
+            func.coalesce(last.c.at, Batch.dispatched_at) < older_than,
         )
         .order_by(Lead.id)
         .limit(limit)
@@ -73,3 +76,18 @@ def find_stalled(session: Session, *, older_than: dt.datetime, limit: int = 1000
         if resume_at is not None and resume_at.value not in paused:
             found.append(Stalled(lead_id, run_id, priority, resume_at))
     return found
+
+
+def find_undispatched(session: Session, *, older_than: dt.datetime) -> list[str]:
+    """Batches stored but never marked dispatched since before ``older_than`` (the outbox).
+
+    ``enqueue`` commits a batch, then sends its chains and marks it; a broker outage or a crash
+    in between leaves it here until a re-run of ``enqueue`` or the periodic sweep finishes it.
+    """
+    return list(
+        session.scalars(
+            select(Batch.id)
+            .where(Batch.dispatched_at.is_(None), Batch.created_at < older_than)
+            .order_by(Batch.created_at)
+        )
+    )

@@ -98,24 +98,55 @@ class ParseResult:
     format: str
 
 
-def parse_lead_file(path: Path) -> ParseResult:
+MAX_FILE_BYTES = 50_000_000
+"""Lead files above 50 MB (about 200,000 CRM rows) are refused: split them into batches."""
+_READ_CHUNK = 1 << 20
+
+
+def parse_lead_file(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> ParseResult:
     """Read and validate a lead file; the format comes from the extension or the content.
 
     Args:
         path: A CSV (comma, semicolon or tab) or JSON Lines file, UTF-8 (BOM optional) or cp1252.
+        max_bytes: Larger files (or endless ones such as ``/dev/zero``) are refused.
 
     Returns:
         The good leads and the rejected rows.
 
     Raises:
-        LeadFileError: The file cannot be read or is unusable as a whole.
+        LeadFileError: The file cannot be read, is too large or is unusable as a whole.
     """
     source = str(path)
     try:
-        data = path.read_bytes()
+        data = _read_bounded(path, max_bytes, source)
     except OSError as exc:
         raise _file_error(source, f"cannot read file ({exc.strerror or exc})") from None
     return parse_lead_text(_decode(data, source), source=source)
+
+
+def _read_bounded(path: Path, max_bytes: int, source: str) -> bytes:
+    """The file's bytes, read in chunks and never more than ``max_bytes`` (+1 to notice more).
+
+    A device or pipe has no size to check up front, and a binary one is refused on its first
+    chunk instead of after the cap.
+    """
+    chunks: list[bytes] = []
+    total = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(min(_READ_CHUNK, max_bytes + 1 - total)):
+            if not chunks and b"\x00" in chunk[: _SNIFF_CHARS * 4] and not _utf16_bom(chunk):
+                raise _file_error(source, "file looks binary (contains NUL bytes)")
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise _file_error(
+                    source, f"file is larger than {max_bytes // 1_000_000} MB; split it"
+                )
+    return b"".join(chunks)
+
+
+def _utf16_bom(data: bytes) -> bool:
+    return data.startswith((b"\xff\xfe", b"\xfe\xff"))
 
 
 def parse_lead_text(text: str, *, source: str, fmt: str | None = None) -> ParseResult:
@@ -152,7 +183,7 @@ def _file_error(source: str, reason: str) -> LeadFileError:
 
 def _decode(data: bytes, source: str) -> str:
     """UTF-8 (BOM optional), UTF-16 with a BOM, else cp1252 as Excel writes it."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if _utf16_bom(data):
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from typing import Any
 from urllib.parse import urljoin
 
 import httpx
@@ -312,44 +314,136 @@ def _http_errors(url: httpx.URL) -> Iterator[None]:
         raise FetchRefused(f"undecodable body from {_show(url)}") from exc
 
 
+class _Remaining(dict[str, float]):
+    """httpx's timeout extension that answers the time left until the deadline.
+
+    httpcore looks its timeouts up when it connects, writes, and starts reading the headers and
+    the body, so each phase gets what is left of ``timeout_s``, not a fresh ``timeout_s``.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__(dict.fromkeys(("connect", "read", "write", "pool"), 0.0))
+        self.deadline = deadline
+
+    def _left(self) -> float:
+        return max(0.001, self.deadline - time.monotonic())
+
+    def __getitem__(self, key: str) -> float:
+        return self._left()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._left() if key in self else default
+
+
+class _Watchdog:
+    """Shuts the fetch's socket down at the deadline, so no slow drip outlasts ``timeout_s``.
+
+    httpx bounds each socket read, not the fetch: a server sending a byte every few seconds
+    keeps a read alive forever. httpcore's ``trace`` extension reports the socket it connects,
+    the response carries the one it reuses; at the deadline a timer shuts it down and the
+    blocked read ends at once.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.fired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._timer.cancel()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's trace callback: watch every socket it connects."""
+        if event == "connection.connect_tcp.complete":
+            self.watch(info.get("return_value"))
+
+    def watch(self, stream: Any) -> None:
+        """Watch the socket under an httpcore network stream (None or unknown: ignored)."""
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if not isinstance(sock, socket.socket):
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            if self.fired:
+                self._shutdown(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            for sock in self._sockets:
+                self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 def _fetch(
     http: httpx.Client, url: httpx.URL, policy: WebPolicy, resolver: Resolver | None
 ) -> _Body:
     deadline = time.monotonic() + policy.timeout_s
+    with _Watchdog(deadline) as watchdog:
+        try:
+            return _follow(http, url, policy, resolver, deadline, watchdog)
+        except TransientError:
+            if watchdog.fired:  # a shut-down socket reads as a protocol or read error
+                raise TransientError(_timeout_message(url, policy)) from None
+            raise
+
+
+def _follow(
+    http: httpx.Client,
+    url: httpx.URL,
+    policy: WebPolicy,
+    resolver: Resolver | None,
+    deadline: float,
+    watchdog: _Watchdog,
+) -> _Body:
     for _hop in range(policy.max_redirects + 1):
         addresses = _check(url, policy, resolver)  # every hop, so a redirect cannot reach in
         with _http_errors(url):
-            request = _request(url, addresses[0], deadline, policy)
+            request = _request(url, addresses[0], deadline, policy, watchdog)
             response = http.send(request, stream=True, auth=None, follow_redirects=False)
+            watchdog.watch(response.extensions.get("network_stream"))
             try:
                 location = _redirect_location(url, response)
                 if location is None:
-                    return _read_body(url, response, policy, deadline)
+                    body = _read_body(url, response, policy, deadline)
+                    if watchdog.fired:  # the body "ended" because its socket was shut down
+                        raise TransientError(_timeout_message(url, policy))
+                    return body
             finally:
                 response.close()
         url = _parse(urljoin(str(url), location))
     raise FetchRefused(f"too many redirects (more than {policy.max_redirects}) for {_show(url)}")
 
 
+def _timeout_message(url: httpx.URL, policy: WebPolicy) -> str:
+    return f"timeout fetching {_show(url)} (over {policy.timeout_s}s)"
+
+
 def _request(
-    url: httpx.URL, address: IPAddress, deadline: float, policy: WebPolicy
+    url: httpx.URL, address: IPAddress, deadline: float, policy: WebPolicy, watchdog: _Watchdog
 ) -> httpx.Request:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TransientError(f"timeout fetching {_show(url)} (over {policy.timeout_s}s)")
-    target = url
+    if deadline - time.monotonic() <= 0:
+        raise TransientError(_timeout_message(url, policy))
+    # DNS rebinding: connect to the address just checked, not to a fresh DNS answer. The Host
+    # header keeps the name for virtual hosting; for https, ``sni_hostname`` makes httpcore send
+    # the name in the TLS handshake and verify the certificate against it, not the address.
+    target = url.copy_with(host=str(address))
     # A bare Request: the client's cookies, auth, default headers and params are never merged.
-    headers = {"User-Agent": USER_AGENT, "Accept": _ACCEPT}
-    if url.scheme == "http":
-        # DNS rebinding: connect to the address just checked, not to a fresh DNS answer; the
-        # Host header keeps the name for virtual hosting.
-        target = url.copy_with(host=str(address))
-        headers["Host"] = url.netloc.decode("ascii")
-    # https keeps the name (SNI and the certificate need it), so httpcore resolves it again: a
-    # DNS answer that flips between check and connect can still reach a private address. Closing
-    # that window needs a pinning httpcore network backend or an egress proxy with these rules.
-    timeout = httpx.Timeout(remaining).as_dict()
-    return httpx.Request("GET", target, headers=headers, extensions={"timeout": timeout})
+    headers = {"User-Agent": USER_AGENT, "Accept": _ACCEPT, "Host": url.netloc.decode("ascii")}
+    extensions: dict[str, Any] = {"timeout": _Remaining(deadline), "trace": watchdog.trace}
+    if url.scheme == "https":
+        extensions["sni_hostname"] = url.raw_host.decode("ascii")
+    return httpx.Request("GET", target, headers=headers, extensions=extensions)
 
 
 def _redirect_location(url: httpx.URL, response: httpx.Response) -> str | None:
@@ -380,7 +474,7 @@ def _read_body(
         if size > policy.max_bytes:
             break  # keep what arrived, drop the rest unread
         if time.monotonic() > deadline:  # a slow drip never trips httpx's per-read timeout
-            raise TransientError(f"timeout fetching {_show(url)} (over {policy.timeout_s}s)")
+            raise TransientError(_timeout_message(url, policy))
     text = decode_body(b"".join(chunks)[: policy.max_bytes], response.charset_encoding)
     return _Body(url, response.status_code, mime, text, truncated=size > policy.max_bytes)
 

@@ -41,3 +41,27 @@ def test_outcomes_import_feeds_reply_rates(deps: Deps) -> None:
     assert report["cost_vs_value"]["enterprise"]["avg_value_usd"] == "351000"
     assert 0 < report["cheap_call_share"] <= 1
     assert report["by_stage"]["judge"]["llm_call_rate"] >= 1.0
+
+
+def test_outcomes_import_rejects_a_bad_jsonl_line_and_goes_on(deps: Deps) -> None:
+    with deps.session_scope() as session:
+        batch = make_batch(session, [SMB_ROW])
+    for lead_id, _ in batch.leads:
+        for stage in (classify, score, analyze, demo, personalize, judge):
+            stage.run(deps, lead_id=lead_id, run_id=batch.run_id)
+    jsonl = (
+        '{"email": "nobody@else.test", "replied": "yes"}\n'
+        '{"email": "anna@cornerbakery.test", "replied": \n'
+        '["not", "an", "object"]\n'
+        "\n"
+        '{"Email": "ANNA@cornerbakery.test", "replied": true, "meeting": "yes"}\n'
+    )
+    with deps.session_scope() as session:
+        result = import_outcomes(session, jsonl, fmt="jsonl", source="crm.jsonl")
+    assert result.imported == 1
+    reasons = {r["row"]: str(r["reason"]) for r in result.rejects}
+    assert sorted(reasons) == [1, 2, 3]
+    assert reasons[2].startswith("not valid JSON") and reasons[3] == "not a JSON object: list"
+    with deps.session_scope() as session:
+        outcome = session.scalars(select(Outcome)).one()
+        assert outcome.replied and outcome.meeting

@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from pipeline.llm.gateway import CallContext, call_model
 from pipeline.llm.providers.openai_compat import OpenAICompatible
 from pipeline.logs import configure_logging, mask_secrets
 from pipeline.models import Prompt, Route
+from pipeline.settings import get_settings
 
 KEY = "sk-test-SECRET-4f9a8b7c6d5e"
 
@@ -101,3 +103,55 @@ def test_failed_stage_call_leaks_no_key(deps: Deps, log_lines: io.StringIO, stat
         for row in rows:
             values = {c.name: getattr(row, c.name) for c in LLMCall.__table__.columns}
             assert KEY not in json.dumps(values, default=str), values
+
+
+SHAPELESS = "AIzaSyD-shapeless-key-0042"
+HOOK = "https://hooks.chat.test/services/T0/B1/xoxHOOKtoken77"
+FLOWER = "correct horse battery"
+
+
+@pytest.fixture
+def configured_secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Settings from the environment with secrets of no known shape, as an operator sets them."""
+    monkeypatch.setenv("LEADPIPE_PROVIDERS__OPENROUTER__API_KEY", SHAPELESS)
+    monkeypatch.setenv("LEADPIPE_BUDGET__WEBHOOK_URL", HOOK)
+    monkeypatch.setenv("LEADPIPE_FLOWER_PASSWORD", FLOWER)
+    get_settings.cache_clear()
+    get_settings()
+    yield
+    get_settings.cache_clear()
+
+
+def test_every_configured_secret_is_masked_by_value(configured_secrets: None) -> None:
+    text = f"key {SHAPELESS}, hook {HOOK} ({quote(HOOK, safe='')}), password={FLOWER}!"
+    masked = mask_secrets(text)
+    assert masked == "key [redacted], hook [redacted] ([redacted]), password=[redacted]!"
+    assert mask_secrets("a correct answer") == "a correct answer"
+
+
+@pytest.mark.integration
+def test_a_shapeless_key_echoed_by_a_401_reaches_no_log_or_ledger(
+    configured_secrets: None, deps: Deps, log_lines: io.StringIO
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        message = f"API key not valid: {SHAPELESS}; please pass a valid key"
+        return httpx.Response(401, json={"error": {"message": message}})
+
+    provider = OpenAICompatible(
+        name="openrouter",
+        base_url="https://llm.test/v1/",
+        api_key=SecretStr(SHAPELESS),
+        http=httpx.Client(transport=httpx.MockTransport(handler)),
+    )
+    leaky = dataclasses.replace(deps, providers={"openrouter": provider})
+    ctx = CallContext(stage=Stage.ANALYZE, lead_id=None, run_id="run-2", campaign_id=None)
+    with pytest.raises(NoValidAnswer) as info:  # a 401 is permanent for the model (issue 11)
+        call_model(leaky, ctx, Prompt(system="s", user="u", version="v1"), [_route()])
+    assert SHAPELESS not in str(info.value) and SHAPELESS not in log_lines.getvalue()
+    with deps.session_scope() as session:
+        errors = [row.error or "" for row in session.scalars(select(LLMCall))]
+    assert errors and all("[redacted]" in e and SHAPELESS not in e for e in errors)
+
+
+def _route() -> Route:
+    return Route("openrouter", "some/model", 100, "test")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
@@ -240,11 +243,14 @@ def test_fetch_page_pins_http_to_checked_ip_and_sends_only_our_headers() -> None
     )
 
 
-def test_https_keeps_the_hostname_for_sni() -> None:
+def test_https_pins_the_checked_ip_and_keeps_the_name_for_sni_and_host() -> None:
     rec = Recorder({"acme.example/": html("<p>hi</p>")})
     page = fetch_page("https://acme.example/", WebPolicy(), client=rec.client(), resolver=DNS)
-    assert rec.requests[0].url == httpx.URL("https://acme.example/")
-    assert page.text == "hi"
+    sent = rec.requests[0]
+    assert sent.url == httpx.URL(f"https://{PUBLIC_IP}/")  # no second DNS answer to rebind
+    assert sent.extensions["sni_hostname"] == "acme.example"  # TLS name and certificate check
+    assert sent.headers["host"] == "acme.example"
+    assert (page.text, page.final_url) == ("hi", "https://acme.example/")
 
 
 def test_relative_redirect_is_followed_and_rechecked() -> None:
@@ -259,8 +265,9 @@ def test_relative_redirect_is_followed_and_rechecked() -> None:
     assert [str(r.url) for r in rec.requests] == [
         f"http://{PUBLIC_IP}/",
         f"http://{PUBLIC_IP}/en/",
-        "https://www.acme.example/en/home",
+        f"https://{PUBLIC_IP}/en/home",
     ]
+    assert rec.requests[2].extensions["sni_hostname"] == "www.acme.example"
     assert (page.url, page.final_url, page.title, page.text) == (
         "http://acme.example/",
         "https://www.acme.example/en/home",
@@ -639,3 +646,84 @@ def test_real_local_server_with_redirect(local_server: int) -> None:
     pages = fetch_site("https://acme.example/", mirrored)  # about.html is 404: skipped
     assert [p.final_url for p in pages] == [f"http://127.0.0.1:{port}/acme.example/home.html"]
     assert pages[0].links == ("https://acme.example/about.html",)
+
+
+@pytest.fixture
+def dripping_server() -> Iterator[int]:
+    """A real socket server that sends its headers, then one body byte every 0.9 s."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n")
+            for _ in range(20):
+                if stop.wait(0.9):
+                    return
+                try:
+                    conn.sendall(b"x")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+def test_the_timeout_is_a_total_deadline_against_a_real_slow_drip(dripping_server: int) -> None:
+    port = dripping_server
+    policy = WebPolicy(allow_hosts=frozenset({f"127.0.0.1:{port}"}), timeout_s=1.0)
+    started = time.monotonic()
+    with pytest.raises(TransientError, match=r"over 1.0s"):
+        fetch_page(f"http://127.0.0.1:{port}/", policy)
+    assert time.monotonic() - started < 1.5  # each byte came within any per-read timeout
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A real HTTPS server on 127.0.0.1 whose certificate names only ``acme.test``."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subject = ["-days", "1", "-subj", "/CN=acme.test", "-addext", "subjectAltName=DNS:acme.test"]
+    files = ["-keyout", str(key), "-out", str(cert)]
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", *subject, *files],
+        check=True,
+        capture_output=True,
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SiteHandler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], cert
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_https_connects_to_the_checked_address_and_verifies_the_name(
+    tls_server: tuple[int, Path],
+) -> None:
+    port, cert = tls_server
+    answers: list[str] = []
+
+    def resolver(host: str, _port: int) -> list[str]:
+        answers.append(host)  # "acme.test" resolves nowhere else: httpcore cannot look it up
+        return ["127.0.0.1"]
+
+    policy = WebPolicy(allow_hosts=frozenset({f"acme.test:{port}"}), timeout_s=5)
+    trusting = httpx.Client(verify=ssl.create_default_context(cafile=str(cert)), trust_env=False)
+    with trusting:
+        page = fetch_page(f"https://acme.test:{port}/", policy, client=trusting, resolver=resolver)
+    assert (page.title, page.final_url) == ("Local Acme", f"https://acme.test:{port}/home.html")
+    assert answers == ["acme.test", "acme.test"]  # one checked answer per hop, used as is

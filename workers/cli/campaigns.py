@@ -108,14 +108,15 @@ def remove(name: str) -> None:
 @campaigns.command("run-now")
 def run_now(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Process the campaign's new source files now and enqueue their leads."""
-    from workers.canvas import dispatch
+    from workers.canvas import dispatch_batch
 
+    factory = session_factory(migrate=True)
     try:
-        run = run_campaign(session_factory(migrate=True), name=name, force=True)
+        run = run_campaign(factory, name=name, force=True)
     except CampaignError as exc:
         raise _fail(str(exc), code=1) from None
     for batch in run.batches:
-        dispatch(batch.leads, batch.run_id)
+        dispatch_batch(factory, batch.batch_id)
     _print_run(run, as_json=as_json)
 
 

@@ -9,8 +9,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.campaigns.batches import batch_progress, create_batch, file_hash
+from pipeline.campaigns.batches import batch_progress, create_batch, find_enqueued, hash_file
 from pipeline.ingest.leads import LeadFileError, ParseResult, parse_lead_file
 from pipeline.llm.routing import Strategy
 from pipeline.settings import get_settings
@@ -21,6 +22,7 @@ from workers.cli import ops as cli_ops
 from workers.cli import outcomes as cli_outcomes
 from workers.cli import report as cli_report
 from workers.cli import retry as cli_retry
+from workers.cli.errors import EXIT_SERVICE, explain, print_error, require_url_shapes
 from workers.cli.progress import wait_for_batch
 from workers.context import session_factory
 
@@ -49,6 +51,17 @@ app.add_typer(cli_budget.budget, name="budget")
 app.add_typer(cli_budget.queues, name="queues")
 err = Console(stderr=True)
 out = Console(soft_wrap=True)
+_debug = {"on": False}
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="show tracebacks of service errors")
+    ] = False,
+) -> None:
+    """leadpipe: leads in, judged outreach emails out, inside a budget."""
+    _debug["on"] = debug
 
 
 def _parse_or_exit(path: Path) -> ParseResult:
@@ -99,11 +112,19 @@ def enqueue(
     ] = None,
     wait: Annotated[bool, typer.Option(help="show progress until the batch is done")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    again: Annotated[
+        bool, typer.Option(help="store a new batch even if this file is already in the campaign")
+    ] = False,
 ) -> None:
-    """Validate a lead file, store its good rows and start one chain per lead."""
-    from workers.canvas import dispatch
+    """Validate a lead file, store its good rows and start one chain per lead.
+
+    The batch is committed first and marked dispatched once its chains reached the broker (an
+    outbox): re-running the same file into the same campaign finishes that batch instead of
+    storing a second one, and ``ops.dispatch_pending`` finishes it if nobody re-runs.
+    """
     from workers.cli.embedded import ensure_embedded_redis
 
+    require_url_shapes(get_settings())
     notice = ensure_embedded_redis(get_settings())
     if notice:
         err.print(notice, markup=False, highlight=False)
@@ -114,25 +135,74 @@ def enqueue(
         sys.stdout.write(json.dumps(doc) + "\n") if as_json else _print_summary(doc)
         raise typer.Exit(1)
     factory = session_factory(migrate=True)
+    source_hash = hash_file(path)
     with factory() as session, session.begin():
-        new = create_batch(
-            session,
-            parsed,
-            campaign=campaign,
-            priority=priority,
-            source=str(path),
-            source_hash=file_hash(path.read_bytes()),
-            strategy=strategy.value if strategy else None,
+        earlier = (
+            None if again else find_enqueued(session, campaign=campaign, source_hash=source_hash)
         )
-    dispatch(new.leads, new.run_id)
-    doc = _document(parsed, new.batch_id)
+        batch_id = (
+            earlier.id
+            if earlier
+            else _store(session, parsed, path, source_hash, campaign, priority, strategy)
+        )
+    sent = _dispatch_or_exit(factory, batch_id)
+    doc = _document(parsed, batch_id) | {"already_enqueued": earlier is not None}
     if as_json:
         sys.stdout.write(json.dumps(doc) + "\n")
     else:
         _print_summary(doc)
-        out.print(f"batch {new.batch_id} enqueued")
+        out.print(_enqueued_line(batch_id, campaign, earlier is not None, sent), markup=False)
     if wait:
-        wait_for_batch(new.batch_id, quiet=as_json)
+        wait_for_batch(batch_id, quiet=as_json)
+
+
+def _store(
+    session: Session,
+    parsed: ParseResult,
+    path: Path,
+    source_hash: str,
+    campaign: str,
+    priority: int,
+    strategy: Strategy | None,
+) -> str:
+    new = create_batch(
+        session,
+        parsed,
+        campaign=campaign,
+        priority=priority,
+        source=str(path),
+        source_hash=source_hash,
+        strategy=strategy.value if strategy else None,
+    )
+    return new.batch_id
+
+
+def _dispatch_or_exit(factory: sessionmaker[Session], batch_id: str) -> bool:
+    """Send the stored batch (outbox); a broker outage leaves it pending and says how it ends."""
+    from workers.canvas import dispatch_batch
+
+    try:
+        return dispatch_batch(factory, batch_id) is not None
+    except Exception as exc:
+        line = None if _debug["on"] else explain(exc)
+        if line is None:
+            raise
+        print_error(
+            f"{line.rstrip('.')}; batch {batch_id} is stored but not dispatched: run the same "
+            "command again, or the ops sweep sends it within minutes"
+        )
+        raise typer.Exit(EXIT_SERVICE) from None
+
+
+def _enqueued_line(batch_id: str, campaign: str, earlier: bool, sent: bool) -> str:
+    if not earlier:
+        return f"batch {batch_id} enqueued"
+    if sent:
+        return f"this file was stored as batch {batch_id} in {campaign}; its dispatch is now done"
+    return (
+        f"this file is already enqueued as batch {batch_id} in {campaign}; nothing new was "
+        "enqueued (--again stores a second batch)"
+    )
 
 
 @app.command()
@@ -153,4 +223,12 @@ def status(batch_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
 
 
 def main() -> None:
-    app()
+    """Run the CLI; an unreachable or misconfigured service is one line and exit code 2."""
+    try:
+        app()
+    except Exception as exc:
+        line = None if _debug["on"] else explain(exc)
+        if line is None:
+            raise
+        print_error(line)
+        sys.exit(EXIT_SERVICE)

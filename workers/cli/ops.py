@@ -26,6 +26,7 @@ def worker(
     from pipeline.settings import get_settings
     from workers.app import app
     from workers.cli.embedded import ensure_embedded_redis
+    from workers.cli.errors import require_services
 
     settings = get_settings()
     notice = ensure_embedded_redis(settings)
@@ -36,6 +37,7 @@ def worker(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    require_services(settings)  # Celery would retry a dead broker forever and look healthy
     argv = [
         "worker",
         "-Q",
@@ -93,10 +95,14 @@ def sweep(
     older_than: Annotated[int | None, typer.Option(help="idle seconds (default: settings)")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Re-dispatch leads whose chain was lost (e.g. after a Redis restart without persistence)."""
+    """Re-dispatch leads whose chain was lost (e.g. after a Redis restart without persistence),
+    and send stored batches whose dispatch never finished (``enqueue`` while Redis was down)."""
     from workers.lifecycle import sweep_after_s
-    from workers.ops import redispatch_stalled
+    from workers.ops import DISPATCH_GRACE_S, dispatch_pending, redispatch_stalled
 
+    batches = dispatch_pending(DISPATCH_GRACE_S if older_than is None else older_than)
+    if batches and not as_json:
+        typer.echo(f"dispatched {len(batches)} stored batch(es): {', '.join(batches)}")
     stalled = redispatch_stalled(sweep_after_s() if older_than is None else older_than)
     if as_json:
         typer.echo(
