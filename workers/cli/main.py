@@ -20,7 +20,8 @@ from workers.cli import flower as cli_flower
 from workers.cli import ops as cli_ops
 from workers.cli import outcomes as cli_outcomes
 from workers.cli import report as cli_report
-from workers.cli.progress import wait_for_batch
+from workers.cli.progress import WaitExit, print_outcome, wait_for_batch
+from workers.cli.report import outcome_line, print_reasons
 from workers.context import session_factory
 
 app = typer.Typer(
@@ -96,9 +97,21 @@ def enqueue(
         Strategy | None, typer.Option(help="routing strategy for the campaign (seed 002)")
     ] = None,
     wait: Annotated[bool, typer.Option(help="show progress until the batch is done")] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0, help="with --wait: stop waiting after SECONDS (exit 3)"),
+    ] = None,
+    idle_warning: Annotated[
+        float, typer.Option(min=0, help="with --wait: say why after SECONDS without progress")
+    ] = 30.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Validate a lead file, store its good rows and start one chain per lead."""
+    """Validate a lead file, store its good rows and start one chain per lead.
+
+    With --wait the exit code says how the batch ended: 0 every lead finished and none failed
+    (held or parked leads are listed), 1 at least one lead failed, 3 --timeout passed,
+    130 Ctrl-C. After a timeout or Ctrl-C the batch goes on in the workers.
+    """
     from workers.canvas import dispatch
     from workers.cli.embedded import ensure_embedded_redis
 
@@ -130,12 +143,17 @@ def enqueue(
         _print_summary(doc)
         out.print(f"batch {new.batch_id} enqueued")
     if wait:
-        wait_for_batch(new.batch_id, quiet=as_json)
+        code, progress = wait_for_batch(
+            new.batch_id, quiet=as_json, timeout_s=timeout, idle_warning_s=idle_warning
+        )
+        print_outcome(code, new.batch_id, progress)
+        if code is not WaitExit.OK:
+            raise typer.Exit(int(code))
 
 
 @app.command()
 def status(batch_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Counts per stage and state for one batch."""
+    """Outcomes of one batch (approved, held, parked, failed, with the top reasons) and stages."""
     with session_factory()() as session:
         progress = batch_progress(session, batch_id)
     if progress["leads"] == 0:
@@ -144,7 +162,13 @@ def status(batch_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
     if as_json:
         sys.stdout.write(json.dumps(progress) + "\n")
         return
-    out.print(f"batch {batch_id}: {progress['done']}/{progress['leads']} leads done")
+    out.print(
+        f"batch {batch_id}: {progress['done']}/{progress['leads']} leads finished: "
+        + outcome_line(progress),
+        markup=False,
+        highlight=False,
+    )
+    print_reasons(progress["top_failure_reasons"], out)
     out.print("  " + ", ".join(f"{k}: {v}" for k, v in sorted(progress["by_status"].items())))
     for stage, counts in progress["by_stage"].items():
         out.print(f"  {stage:<12} " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
