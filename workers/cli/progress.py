@@ -22,7 +22,7 @@ from db.models import QueueState
 from pipeline.campaigns.batches import batch_progress
 from workers.context import session_factory
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # reasons stay one line each, for people and grep
 POLL_S = 0.5
 IDLE_WARNING_S = 30.0
 
