@@ -260,3 +260,17 @@ def test_ctrl_c_says_the_batch_goes_on_and_how_to_watch_it(
     assert "stopped waiting; the batch goes on in the workers" in err
     assert f"leadpipe status {batch_id}" in err
     assert "Traceback" not in err
+
+
+def test_read_only_commands_on_a_fresh_home_say_no_data_and_create_no_tables(
+    tmp_path: Path, redis_url: str
+) -> None:
+    fresh = {k: v for k, v in os.environ.items() if k != "LEADPIPE_DATABASE_URL"}
+    fresh.update(LEADPIPE_DATA_DIR=str(tmp_path), LEADPIPE_REDIS_URL=redis_url, COLUMNS="200")
+    for args in (("status", "nope"), ("report", "--json"), ("report",)):
+        result = _cli(fresh, *args)
+        assert result.returncode == 1, result.stderr
+        assert "no data yet" in result.stderr and "Traceback" not in result.stderr
+        assert result.stdout == ""
+    db = tmp_path / "leadpipe.db"
+    assert not db.exists() or "leads" not in db.read_bytes().decode("latin-1")

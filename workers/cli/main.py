@@ -21,7 +21,7 @@ from workers.cli import ops as cli_ops
 from workers.cli import outcomes as cli_outcomes
 from workers.cli import report as cli_report
 from workers.cli.progress import WaitExit, print_outcome, wait_for_batch
-from workers.cli.report import outcome_line, print_reasons
+from workers.cli.report import NO_DATA, has_data, outcome_line, print_reasons
 from workers.context import session_factory
 
 app = typer.Typer(
@@ -154,7 +154,11 @@ def enqueue(
 @app.command()
 def status(batch_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Outcomes of one batch (approved, held, parked, failed, with the top reasons) and stages."""
-    with session_factory()() as session:
+    factory = session_factory()
+    if not has_data(factory):
+        err.print(f"error: no batch {batch_id}: {NO_DATA}", markup=False, highlight=False)
+        raise typer.Exit(1)
+    with factory() as session:
         progress = batch_progress(session, batch_id)
     if progress["leads"] == 0:
         err.print(f"error: no batch {batch_id}")

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import inspect
+from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.campaigns.exports import export_emails, review_decide, review_items
 from pipeline.llm.routing import load_routing_table
@@ -23,12 +25,32 @@ review = typer.Typer(help="The human-review queue of held emails.", no_args_is_h
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 150)
 
 
+NO_DATA = (
+    "no data yet: the configured database has no leadpipe tables (nothing was enqueued into it); "
+    "start with `leadpipe enqueue FILE --campaign NAME`"
+)
+
+
+def has_data(factory: sessionmaker[Session]) -> bool:
+    """Whether the database has leadpipe's tables: read-only commands never create them."""
+    with factory() as session:
+        return inspect(session.get_bind()).has_table("leads")
+
+
 def report_document(campaign: str | None, html: Path | None = None) -> dict[str, Any]:
-    """Build the report for ``campaign`` (all when None); write the HTML page to ``html``."""
+    """Build the report for ``campaign`` (all when None); write the HTML page to ``html``.
+
+    Raises:
+        LookupError: no such campaign, or no leadpipe tables yet (a read-only command does not
+            run migrations: it must not change a database it was only asked to read).
+    """
     settings = get_settings()
     table = load_routing_table(settings.routing_table)
     catalog = table.catalog
-    with session_factory(migrate=True)() as session:
+    factory = session_factory()
+    if not has_data(factory):
+        raise LookupError(NO_DATA)
+    with factory() as session:
         if html is not None:
             limit = settings.budget.daily_usd
             write_html_report(
