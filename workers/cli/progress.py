@@ -104,6 +104,12 @@ def stall_messages(
             f"no progress for {idle_s:.0f} s and no worker answered a ping: start one with "
             "`leadpipe worker` (it uses the same LEADPIPE_DATABASE_URL and LEADPIPE_REDIS_URL)."
         )
+    elif not paused:
+        messages["busy"] = (
+            f"no progress for {idle_s:.0f} s although {answering} worker(s) answer: they may be "
+            "busy with other batches, waiting on slow models, or not consuming these queues "
+            "(`leadpipe queues status`)."
+        )
     return messages
 
 
