@@ -108,9 +108,12 @@ def test_status_counts_failed_held_and_parked_apart_with_reasons(
         batch = make_batch(session, ROWS)
     _settle(session_factory, batch.batch_id)
 
+    with session_factory() as session, session.begin():
+        session.add(QueueState(queue="judge", paused=True, reason="budget: daily 100 %"))
     result = _cli(env, "status", batch.batch_id, "--json")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
+    assert doc["paused_queues"] == {"judge": "budget: daily 100 %"}
     assert (doc["leads"], doc["done"]) == (5, 5)
     assert (doc["approved"], doc["held"], doc["parked"], doc["failed"]) == (1, 1, 1, 2)
     assert doc["in_progress"] == 0 and doc["by_status"]["failed"] == 2
@@ -127,6 +130,7 @@ def test_status_counts_failed_held_and_parked_apart_with_reasons(
     assert f"5/5 leads finished: {counts}" in table.stdout
     assert "2 failed  judge: HTTP 401: invalid api key" in table.stdout
     assert "below quality gate" in table.stdout and "summary is empty" in table.stdout
+    assert "queue judge is PAUSED (budget: daily 100 %)" in table.stdout
 
 
 def test_report_leads_with_outcomes_and_cost_per_approved_email(

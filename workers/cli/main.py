@@ -20,7 +20,7 @@ from workers.cli import flower as cli_flower
 from workers.cli import ops as cli_ops
 from workers.cli import outcomes as cli_outcomes
 from workers.cli import report as cli_report
-from workers.cli.progress import WaitExit, print_outcome, wait_for_batch
+from workers.cli.progress import WaitExit, paused_queues, print_outcome, wait_for_batch
 from workers.cli.report import NO_DATA, has_data, outcome_line, print_reasons
 from workers.context import session_factory
 
@@ -160,11 +160,12 @@ def status(batch_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
         raise typer.Exit(1)
     with factory() as session:
         progress = batch_progress(session, batch_id)
+        paused = paused_queues(session)
     if progress["leads"] == 0:
         err.print(f"error: no batch {batch_id}")
         raise typer.Exit(1)
     if as_json:
-        sys.stdout.write(json.dumps(progress) + "\n")
+        sys.stdout.write(json.dumps({**progress, "paused_queues": paused}) + "\n")
         return
     out.print(
         f"batch {batch_id}: {progress['done']}/{progress['leads']} leads finished: "
@@ -172,6 +173,13 @@ def status(batch_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
         markup=False,
         highlight=False,
     )
+    for queue, reason in sorted(paused.items()):
+        out.print(
+            f"  queue {queue} is PAUSED ({reason}): its leads wait until "
+            f"`leadpipe queues resume {queue}`",
+            markup=False,
+            highlight=False,
+        )
     print_reasons(progress["top_failure_reasons"], out)
     out.print("  " + ", ".join(f"{k}: {v}" for k, v in sorted(progress["by_status"].items())))
     for stage, counts in progress["by_stage"].items():
