@@ -15,8 +15,35 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_FLOAT_FIELDS = ("latency_scale", "error_rate", "timeout_s", "base_latency_ms", "per_token_ms")
+_FLOAT_FIELDS = (
+    "latency_scale",
+    "error_rate",
+    "timeout_s",
+    "base_latency_ms",
+    "per_token_ms",
+    "slow_tail_s",
+)
 _OPTIONAL_INT_FIELDS = ("retry_after_s", "seed")
+
+# How a weak model answers badly, in the order a request's draw walks them:
+# - wrong_keys: valid JSON whose keys are not the ones asked for;
+# - prose: the right JSON wrapped in chatter and a code fence;
+# - truncated: the answer cut at the token cap, finish_reason "length" / stop_reason "max_tokens";
+# - missing_fields: valid JSON with some of the asked-for keys left out;
+# - slow: a good answer after an extra ``slow_tail_s`` seconds (a latency tail);
+# - unauthorized: HTTP 401, as from a revoked or mistyped key.
+FAULT_KINDS = ("wrong_keys", "prose", "truncated", "missing_fields", "slow", "unauthorized")
+QUALITIES = ("good", "weak")
+# ``quality="weak"``: about 38 % of answers go wrong in one of the ways above, roughly what a
+# 135M-parameter model served by llama.cpp does with leadpipe's prompts.
+WEAK_RATES: dict[str, float] = {
+    "wrong_keys": 0.08,
+    "prose": 0.10,
+    "truncated": 0.06,
+    "missing_fields": 0.08,
+    "slow": 0.04,
+    "unauthorized": 0.02,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +60,12 @@ class SimulatorConfig:
         seed: Seed of the RNG behind jitter and failures (None: seeded from the OS).
         base_latency_ms: Fixed part of the latency of a successful answer.
         per_token_ms: Latency per completion token of a successful answer.
+        quality: "good" (every answer in shape) or "weak" (:data:`WEAK_RATES` of bad answers).
+        fault_rates: Failure kind (:data:`FAULT_KINDS`) -> probability, over the preset of
+            ``quality``. The kind is drawn from a hash of the seed and the request, so the same
+            request always gets the same answer (repeatable tests, whatever the thread order).
+        fault_models: Model names (substrings) the faults apply to; empty: every model.
+        slow_tail_s: Extra seconds a "slow" answer takes.
     """
 
     latency_scale: float = 1.0
@@ -43,6 +76,10 @@ class SimulatorConfig:
     seed: int | None = None
     base_latency_ms: float = 300.0
     per_token_ms: float = 8.0
+    quality: str = "good"
+    fault_rates: dict[str, float] = field(default_factory=dict)
+    fault_models: tuple[str, ...] = ()
+    slow_tail_s: float = 20.0
 
     def __post_init__(self) -> None:
         for name in _FLOAT_FIELDS:
@@ -54,8 +91,36 @@ class SimulatorConfig:
         for model, probability in self.fail_models.items():
             if not 0 <= probability <= 1:
                 raise ValueError(f"fail_models[{model!r}] must be within 0..1")
-        # A private copy, so the caller's dict cannot change a frozen config behind our back.
+        if self.quality not in QUALITIES:
+            raise ValueError(f"quality must be one of {', '.join(QUALITIES)}, got {self.quality!r}")
+        for kind, rate in self.fault_rates.items():
+            if kind not in FAULT_KINDS:
+                raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
+            if not 0 <= rate <= 1:
+                raise ValueError(f"fault_rates[{kind!r}] must be within 0..1")
+        if sum(self.rates().values()) > 1:
+            raise ValueError("the fault rates add up to more than 1")
+        # Private copies, so the caller's objects cannot change a frozen config behind our back.
         object.__setattr__(self, "fail_models", dict(self.fail_models))
+        object.__setattr__(self, "fault_rates", dict(self.fault_rates))
+        object.__setattr__(self, "fault_models", tuple(self.fault_models))
+
+    def rates(self) -> dict[str, float]:
+        """Probability of each fault kind: the ``quality`` preset with ``fault_rates`` over it."""
+        preset = WEAK_RATES if self.quality == "weak" else {}
+        return {kind: self.fault_rates.get(kind, preset.get(kind, 0.0)) for kind in FAULT_KINDS}
+
+    def fault_for(self, model: str, draw: float) -> str | None:
+        """The fault kind a request with uniform ``draw`` (0..1) gets from ``model``, or None."""
+        name = model.lower()
+        if self.fault_models and not any(m.lower() in name for m in self.fault_models):
+            return None
+        edge = 0.0
+        for kind, rate in self.rates().items():
+            edge += rate
+            if draw < edge:
+                return kind
+        return None
 
     def failure_probability(self, model: str) -> float:
         """Return the configured failure probability of ``model`` (0.0 when not listed)."""
@@ -97,6 +162,19 @@ class SimulatorConfig:
                 changes[name] = float(_number(name, value))
             elif name in _OPTIONAL_INT_FIELDS:
                 changes[name] = None if value is None else _integer(name, value)
+            elif name == "quality":
+                changes[name] = str(value)
+            elif name == "fault_models":
+                names = list(value) if isinstance(value, list | tuple) else [None]
+                if not all(isinstance(m, str) for m in names):
+                    raise ValueError("fault_models must be a list of model names")
+                changes[name] = tuple(names)
+            elif name == "fault_rates":
+                if not isinstance(value, Mapping):
+                    raise ValueError("fault_rates must be an object of kind -> probability")
+                changes[name] = {
+                    str(k): float(_number(f"fault_rates[{k}]", v)) for k, v in value.items()
+                }
             elif name == "fail_models":
                 if not isinstance(value, Mapping):
                     raise ValueError("fail_models must be an object of model -> probability")
@@ -142,6 +220,9 @@ token counts, latency and failures.
 
 POST /v1/chat/completions   POST /v1/messages   GET /v1/models   GET /health
 GET|POST /_sim/config       GET /_sim/stats     POST /_sim/reset
+
+Weak-model mode (quality "weak" or fault_rates) answers some requests badly on purpose:
+wrong keys, prose around the JSON, truncated at the token cap, missing fields, slow, 401.
 """
 
 

@@ -7,6 +7,11 @@ latency and injected failures. Every answer carries ``X-Leadpipe-Simulator: 1``.
 
 Control endpoints (tests, demos): ``GET|POST /_sim/config``, ``GET /_sim/stats``,
 ``POST /_sim/reset``; plus ``GET /v1/models``, ``GET /health`` and a plain-text banner at ``/``.
+``/_sim/stats`` counts every answer by model, status, stage and weak-model fault, so a fault
+test can compare what the provider answered with the rows of leadpipe's ledger.
+
+Weak-model mode (``quality="weak"`` or ``fault_rates``, see :mod:`simulator.faults`) makes
+answers go wrong in the ways small models do, deterministically per request.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
+from simulator import faults
 from simulator.config import BANNER, FINGERPRINT, LABEL, MODELS, SimulatorConfig
 from simulator.responses import detect_stage, generate
 
@@ -40,7 +46,10 @@ _FAILURES = {
     "server_error": (500, "server_error", "api_error"),
     "unavailable": (503, "server_error", "overloaded_error"),
     "timeout": (504, "server_error", "api_error"),
+    "unauthorized": (401, "invalid_request_error", "authentication_error"),
 }
+# What ``error_rate`` draws from; a 401 comes only from the weak-model faults.
+_ERROR_RATE_KINDS = ("rate_limit", "server_error", "unavailable", "timeout")
 _MAX_BODY = 16 * 1024 * 1024
 
 
@@ -115,7 +124,12 @@ class _State:
     def reset(self) -> None:
         """Zero the stats and restart the RNG from the configured seed (repeatable runs)."""
         with self.lock:
-            self.counts = {"by_model": Counter(), "by_status": Counter(), "by_stage": Counter()}
+            self.counts = {
+                "by_model": Counter(),
+                "by_status": Counter(),
+                "by_stage": Counter(),
+                "by_fault": Counter(),
+            }
             self.rng.seed(self.config.seed)
 
     def update(self, patch: dict[str, Any]) -> SimulatorConfig:
@@ -134,25 +148,35 @@ class _State:
             if rng.random() < config.failure_probability(model):
                 failure = rng.choice(("rate_limit", "server_error", "unavailable"))
             elif rng.random() < config.error_rate:
-                failure = rng.choice(tuple(_FAILURES))
+                failure = rng.choice(_ERROR_RATE_KINDS)
             return failure, rng.uniform(0.8, 1.2), config
 
-    def record(self, model: str | None, status: int, stage: str | None) -> None:
+    def record(
+        self, model: str | None, status: int, stage: str | None, fault: str | None = None
+    ) -> None:
         with self.lock:
             model = model or "(invalid request)"
             self.counts["by_status"][str(status)] += 1
             self.counts["by_model"][model] += 1
             self.counts.setdefault(f"model:{model}", Counter())[str(status)] += 1
             self.counts["by_stage"][stage or "none"] += 1
+            if fault is not None:
+                self.counts["by_fault"][fault] += 1
+                self.counts.setdefault(f"fault:{model}", Counter())[fault] += 1
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
-            per_model = {k[6:]: dict(v) for k, v in self.counts.items() if k.startswith("model:")}
+            keys = ("by_model", "by_status", "by_stage", "by_fault")
             return {
                 "requests": sum(self.counts["by_status"].values()),
-                **{key: dict(self.counts[key]) for key in ("by_model", "by_status", "by_stage")},
-                "by_model_status": per_model,
+                **{key: dict(self.counts[key]) for key in keys},
+                "by_model_status": self._prefixed("model:"),
+                "by_model_fault": self._prefixed("fault:"),
             }
+
+    def _prefixed(self, prefix: str) -> dict[str, dict[str, int]]:
+        n = len(prefix)
+        return {k[n:]: dict(v) for k, v in self.counts.items() if k.startswith(prefix)}
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -244,17 +268,29 @@ class _Handler(BaseHTTPRequestHandler):
         if failure is not None:
             self._fail(request, failure, config, stage)
             return
+        draw = faults.request_draw(config.seed, request.model, request.system, request.user)
+        fault = config.fault_for(request.model, draw)
+        if fault == "unauthorized":
+            self._fail(request, fault, config, stage)
+            return
         text = generate(stage, request.model, request.system, request.user)
-        limit = request.max_tokens
-        truncated = limit is not None and estimate_tokens(text) > limit
-        text = text[: limit * 4] if truncated and limit is not None else text
-        tokens = estimate_tokens(text)
-        self.state.stopping.wait(config.latency_s(tokens, jitter))
-        self.state.record(request.model, 200, stage)
+        billed: int | None = None
+        if fault in faults.TEXT_FAULTS and stage is not None:
+            faulty = faults.apply(fault, text, request.max_tokens)
+            text, billed, truncated = faulty.text, faulty.completion_tokens, faulty.truncated
+        else:
+            fault = fault if fault == "slow" else None  # a text fault needs a stage's JSON
+            limit = request.max_tokens
+            truncated = limit is not None and estimate_tokens(text) > limit
+            text = text[: limit * 4] if truncated and limit is not None else text
+        tokens = billed or estimate_tokens(text)
+        delay = config.latency_s(tokens, jitter) + (config.slow_tail_s if fault == "slow" else 0)
+        self.state.stopping.wait(delay)
+        self.state.record(request.model, 200, stage, fault)
         self._send(200, _answer(request, text, tokens, truncated))
         logger.debug(
             "%s %s model=%s stage=%s status=200 prompt_tokens=%d completion_tokens=%d "
-            "truncated=%s latency_ms=%d",
+            "truncated=%s fault=%s latency_ms=%d",
             LABEL,
             api,
             request.model,
@@ -262,6 +298,7 @@ class _Handler(BaseHTTPRequestHandler):
             request.prompt_tokens,
             tokens,
             truncated,
+            fault,
             (time.monotonic() - started) * 1000,
         )
 
@@ -276,7 +313,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"Retry-After": str(config.retry_after_s)} if retry else {}
         error_type = anthropic_type if request.api == "anthropic" else openai_type
         message = f"simulated {kind.replace('_', ' ')} for model {request.model} ({LABEL})"
-        self.state.record(request.model, status, stage)
+        if kind == "unauthorized":
+            message = f"invalid API key for model {request.model} (simulated by the {LABEL})"
+        self.state.record(request.model, status, stage, kind if kind == "unauthorized" else None)
         self._send(status, _error(request.api, error_type, message), headers)
         logger.debug(
             "%s %s model=%s injected=%s status=%d", LABEL, request.api, request.model, kind, status
@@ -323,6 +362,7 @@ def _answer(request: Completion, text: str, tokens: int, truncated: bool) -> dic
             "stop_reason": "max_tokens" if truncated else "end_turn",
             "stop_sequence": None,
             "usage": {"input_tokens": request.prompt_tokens, "output_tokens": tokens},
+            "leadpipe_simulator": True,
         }
     message = {"role": "assistant", "content": text}
     finish = "length" if truncated else "stop"
@@ -338,6 +378,7 @@ def _answer(request: Completion, text: str, tokens: int, truncated: bool) -> dic
             "completion_tokens": tokens,
             "total_tokens": request.prompt_tokens + tokens,
         },
+        "leadpipe_simulator": True,
     }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,10 @@ from db.base import utcnow
 from db.enums import LeadStatus, Tier
 from db.models import Batch, Campaign, Lead, StageResult
 from pipeline.ingest.leads import LeadRecord, ParseResult
+from pipeline.reporting.outcomes import PARKED, lead_outcomes
 from pipeline.value import LeadSignals, estimate_lead_value, has_enterprise_tech, tier_for
 
-TERMINAL = (LeadStatus.COMPLETED, LeadStatus.HELD, LeadStatus.FAILED)
+TERMINAL = (LeadStatus.COMPLETED, LeadStatus.HELD, LeadStatus.FAILED, PARKED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,16 +183,13 @@ def _lead_row(rec: LeadRecord, batch: Batch) -> Lead:
 
 
 def batch_progress(session: Session, batch_id: str) -> dict[str, Any]:
-    """Lead counts by status and stage-result counts by stage and status."""
-    statuses = Counter(
-        dict(
-            session.execute(
-                select(Lead.status, func.count())
-                .where(Lead.batch_id == batch_id)
-                .group_by(Lead.status)
-            ).all()
-        )
-    )
+    """Lead counts by status and outcome, the top reasons, and stage-result counts by stage.
+
+    ``done`` counts every lead no worker will touch again without help (approved, held, parked,
+    failed); ``approved``/``held``/``parked``/``failed`` say what they came to, so a failed lead
+    is never mistaken for a finished one.
+    """
+    outcomes = lead_outcomes(session, batch_id=batch_id)
     stages: dict[str, dict[str, int]] = {}
     for stage, status, count in session.execute(
         select(StageResult.stage, StageResult.status, func.count())
@@ -201,12 +198,11 @@ def batch_progress(session: Session, batch_id: str) -> dict[str, Any]:
         .group_by(StageResult.stage, StageResult.status)
     ):
         stages.setdefault(stage, {})[status] = count
-    total = sum(statuses.values())
-    done = sum(statuses.get(s, 0) for s in TERMINAL)
     return {
         "batch_id": batch_id,
-        "leads": total,
-        "done": done,
-        "by_status": dict(statuses),
+        "leads": outcomes.leads,
+        "done": outcomes.finished,
+        "by_status": outcomes.by_status,
         "by_stage": stages,
+        **outcomes.to_dict(),
     }

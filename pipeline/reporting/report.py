@@ -13,6 +13,7 @@ from db.enums import CallStatus, LeadStatus
 from db.models import Campaign, Email, Lead, LLMCall
 from pipeline.llm.catalog import BASELINE_REF, Catalog
 from pipeline.models import Usage
+from pipeline.reporting.outcomes import lead_outcomes
 from pipeline.reporting.quality import cost_vs_value, quality_distribution, reply_rates
 
 CENT = Decimal("0.000001")  # reports round to micro-dollars; the ledger keeps 12 places
@@ -35,7 +36,10 @@ def build_report(
 ) -> dict[str, Any]:
     """The ``leadpipe report --json`` document (DESIGN.md section 4).
 
-    The baseline prices the same tokens as if every call had run on Claude Sonnet 4.
+    The baseline prices the same tokens as if every call had run on Claude Sonnet 4. The outcome
+    fields (``approved``, ``held``, ``parked``, ``failed``, ``cost_per_approved_email_usd``,
+    ``top_failure_reasons``) come first: a savings percentage means nothing without the emails
+    it paid for.
     """
     campaign_id = None
     if campaign is not None:
@@ -120,10 +124,14 @@ def build_report(
         )
     ).scalar()
     savings = (Decimal(1) - total / base_total) * 100 if base_total else Decimal(0)
+    outcomes = lead_outcomes(session, campaign_id=campaign_id)
+    per_approved = _money(total / outcomes.approved) if outcomes.approved else None
     return {
         "campaign": campaign,
         "simulated": simulated,
         "leads": leads,
+        **outcomes.to_dict(),
+        "cost_per_approved_email_usd": per_approved,
         "completed": statuses.get(LeadStatus.COMPLETED, 0),
         "held_for_review": statuses.get(LeadStatus.HELD, 0),
         "failed": statuses.get(LeadStatus.FAILED, 0),

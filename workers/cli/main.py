@@ -23,7 +23,8 @@ from workers.cli import outcomes as cli_outcomes
 from workers.cli import report as cli_report
 from workers.cli import retry as cli_retry
 from workers.cli.errors import EXIT_SERVICE, explain, print_error, require_url_shapes
-from workers.cli.progress import wait_for_batch
+from workers.cli.progress import WaitExit, paused_queues, print_outcome, wait_for_batch
+from workers.cli.report import NO_DATA, has_data, outcome_line, print_reasons
 from workers.context import session_factory
 
 app = typer.Typer(
@@ -111,6 +112,13 @@ def enqueue(
         Strategy | None, typer.Option(help="routing strategy for the campaign (seed 002)")
     ] = None,
     wait: Annotated[bool, typer.Option(help="show progress until the batch is done")] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0, help="with --wait: stop waiting after SECONDS (exit 3)"),
+    ] = None,
+    idle_warning: Annotated[
+        float, typer.Option(min=0, help="with --wait: say why after SECONDS without progress")
+    ] = 30.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     again: Annotated[
         bool, typer.Option(help="store a new batch even if this file is already in the campaign")
@@ -121,6 +129,10 @@ def enqueue(
     The batch is committed first and marked dispatched once its chains reached the broker (an
     outbox): re-running the same file into the same campaign finishes that batch instead of
     storing a second one, and ``ops.dispatch_pending`` finishes it if nobody re-runs.
+
+    With --wait the exit code says how the batch ended: 0 every lead finished and none failed
+    (held or parked leads are listed), 1 at least one lead failed, 3 --timeout passed,
+    130 Ctrl-C. After a timeout or Ctrl-C the batch goes on in the workers.
     """
     from workers.cli.embedded import ensure_embedded_redis
 
@@ -153,7 +165,12 @@ def enqueue(
         _print_summary(doc)
         out.print(_enqueued_line(batch_id, campaign, earlier is not None, sent), markup=False)
     if wait:
-        wait_for_batch(batch_id, quiet=as_json)
+        code, progress = wait_for_batch(
+            batch_id, quiet=as_json, timeout_s=timeout, idle_warning_s=idle_warning
+        )
+        print_outcome(code, batch_id, progress)
+        if code is not WaitExit.OK:
+            raise typer.Exit(int(code))
 
 
 def _store(
@@ -207,16 +224,34 @@ def _enqueued_line(batch_id: str, campaign: str, earlier: bool, sent: bool) -> s
 
 @app.command()
 def status(batch_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Counts per stage and state for one batch."""
-    with session_factory()() as session:
+    """Outcomes of one batch (approved, held, parked, failed, with the top reasons) and stages."""
+    factory = session_factory()
+    if not has_data(factory):
+        err.print(f"error: no batch {batch_id}: {NO_DATA}", markup=False, highlight=False)
+        raise typer.Exit(1)
+    with factory() as session:
         progress = batch_progress(session, batch_id)
+        paused = paused_queues(session)
     if progress["leads"] == 0:
         err.print(f"error: no batch {batch_id}")
         raise typer.Exit(1)
     if as_json:
-        sys.stdout.write(json.dumps(progress) + "\n")
+        sys.stdout.write(json.dumps({**progress, "paused_queues": paused}) + "\n")
         return
-    out.print(f"batch {batch_id}: {progress['done']}/{progress['leads']} leads done")
+    out.print(
+        f"batch {batch_id}: {progress['done']}/{progress['leads']} leads finished: "
+        + outcome_line(progress),
+        markup=False,
+        highlight=False,
+    )
+    for queue, reason in sorted(paused.items()):
+        out.print(
+            f"  queue {queue} is PAUSED ({reason}): its leads wait until "
+            f"`leadpipe queues resume {queue}`",
+            markup=False,
+            highlight=False,
+        )
+    print_reasons(progress["top_failure_reasons"], out)
     out.print("  " + ", ".join(f"{k}: {v}" for k, v in sorted(progress["by_status"].items())))
     for stage, counts in progress["by_stage"].items():
         out.print(f"  {stage:<12} " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))

@@ -63,13 +63,51 @@ def simulator(
     latency_scale: Annotated[float, typer.Option(help="1.0 = realistic latencies")] = 1.0,
     error_rate: Annotated[float, typer.Option(help="fraction of calls failing")] = 0.0,
     seed: Annotated[int | None, typer.Option()] = None,
+    quality: Annotated[
+        str, typer.Option(help="good, or weak: about 38 % of answers wrong like a small model's")
+    ] = "good",
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KIND=RATE over the quality preset (repeatable); kinds: wrong_keys, prose, "
+            "truncated, missing_fields, slow, unauthorized"
+        ),
+    ] = None,
+    fault_model: Annotated[
+        list[str] | None, typer.Option(help="only these models (substrings) answer badly")
+    ] = None,
+    slow_tail_s: Annotated[float, typer.Option(help="extra seconds of a 'slow' answer")] = 20.0,
 ) -> None:
     """Serve the offline provider SIMULATOR (OpenAI- and Anthropic-compatible, no real model)."""
     from simulator import SimulatorConfig, SimulatorServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    config = SimulatorConfig(latency_scale=latency_scale, error_rate=error_rate, seed=seed)
+    try:
+        config = SimulatorConfig(
+            latency_scale=latency_scale,
+            error_rate=error_rate,
+            seed=seed,
+            quality=quality,
+            fault_rates=_fault_rates(fault or []),
+            fault_models=tuple(fault_model or ()),
+            slow_tail_s=slow_tail_s,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     SimulatorServer(host=host, port=port, config=config).serve_forever()
+
+
+def _fault_rates(pairs: list[str]) -> dict[str, float]:
+    rates = {}
+    for pair in pairs:
+        kind, sep, rate = pair.partition("=")
+        try:
+            rates[kind.strip()] = float(rate)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise typer.BadParameter(f"--fault wants KIND=RATE, got {pair!r}")
+    return rates
 
 
 @db.command("upgrade")

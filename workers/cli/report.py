@@ -10,6 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import inspect
+from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.campaigns.exports import export_emails, review_decide, review_items
 from pipeline.llm.routing import load_routing_table
@@ -23,12 +25,32 @@ review = typer.Typer(help="The human-review queue of held emails.", no_args_is_h
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 150)
 
 
+NO_DATA = (
+    "no data yet: the configured database has no leadpipe tables (nothing was enqueued into it); "
+    "start with `leadpipe enqueue FILE --campaign NAME`"
+)
+
+
+def has_data(factory: sessionmaker[Session]) -> bool:
+    """Whether the database has leadpipe's tables: read-only commands never create them."""
+    with factory() as session:
+        return inspect(session.get_bind()).has_table("leads")
+
+
 def report_document(campaign: str | None, html: Path | None = None) -> dict[str, Any]:
-    """Build the report for ``campaign`` (all when None); write the HTML page to ``html``."""
+    """Build the report for ``campaign`` (all when None); write the HTML page to ``html``.
+
+    Raises:
+        LookupError: no such campaign, or no leadpipe tables yet (a read-only command does not
+            run migrations: it must not change a database it was only asked to read).
+    """
     settings = get_settings()
     table = load_routing_table(settings.routing_table)
     catalog = table.catalog
-    with session_factory(migrate=True)() as session:
+    factory = session_factory()
+    if not has_data(factory):
+        raise LookupError(NO_DATA)
+    with factory() as session:
         if html is not None:
             limit = settings.budget.daily_usd
             write_html_report(
@@ -37,22 +59,53 @@ def report_document(campaign: str | None, html: Path | None = None) -> dict[str,
         return build_report(session, catalog=catalog, campaign=campaign, is_cheap=table.is_cheap)
 
 
+def outcome_line(doc: dict[str, Any]) -> str:
+    """``approved 3 · held 1 · parked 0 · failed 5 · in progress 0`` (report and status)."""
+    return (
+        f"approved {doc['approved']} · held for review {doc['held']} · parked {doc['parked']} · "
+        f"failed {doc['failed']} · in progress {doc['in_progress']}"
+    )
+
+
+def print_reasons(reasons: list[dict[str, Any]], console: Console) -> None:
+    """The top reasons leads were failed, parked or held, most frequent first."""
+    if reasons:
+        console.print("top reasons:")
+    for r in reasons:
+        console.print(
+            f"  {r['count']:>4} {r['outcome']:<7} {r['reason']}", markup=False, highlight=False
+        )
+
+
+def savings_line(doc: dict[str, Any]) -> str:
+    """Savings only next to the emails they paid for; with none approved, say so first."""
+    if not doc["approved"]:
+        return (
+            f"no email approved yet: ${doc['cost_usd']} spent on {doc['leads']} lead(s); "
+            f"savings against the baseline do not apply (tokens priced at {doc['savings_pct']} % "
+            "below it)"
+        )
+    return (
+        f"${doc['cost_usd']} for {doc['approved']} approved email(s), "
+        f"${doc['cost_per_approved_email_usd']} per approved email; savings {doc['savings_pct']} % "
+        f"against the baseline (all {doc['baseline_model']}) ${doc['baseline_cost_usd']}"
+    )
+
+
 def print_report(doc: dict[str, Any], console: Console = out) -> None:
-    """Render the report as rich tables."""
+    """Render the report: outcomes first, then spend next to them, then the tables."""
     if doc["simulated"]:
         console.print(
             "[yellow]Calls were answered by the offline provider SIMULATOR: costs are "
             "what those calls would cost at catalogue prices.[/yellow]"
         )
+    console.print(f"leads {doc['leads']}: {outcome_line(doc)}", markup=False, highlight=False)
+    console.print(savings_line(doc), markup=False, highlight=False)
+    print_reasons(doc["top_failure_reasons"], console)
     console.print(
-        f"leads {doc['leads']}  completed {doc['completed']}  held for review "
-        f"{doc['held_for_review']}  failed {doc['failed']}  in progress {doc['in_progress']}"
-    )
-    console.print(
-        f"LLM calls {doc['llm_calls']} ({doc['failed_llm_calls']} failed)  cost ${doc['cost_usd']}"
-        f"  baseline (all {doc['baseline_model']}) ${doc['baseline_cost_usd']}  savings "
-        f"{doc['savings_pct']} %  cost per lead ${doc['cost_per_lead_usd']}  avg quality "
-        f"{doc['avg_quality']}  calls on cheap models {doc['cheap_call_share']:.0%}"
+        f"LLM calls {doc['llm_calls']} ({doc['failed_llm_calls']} failed)  cost per lead "
+        f"${doc['cost_per_lead_usd']}  avg quality {doc['avg_quality']}  calls on cheap models "
+        f"{doc['cheap_call_share']:.0%}"
     )
     for title, key in (("Cost by stage", "by_stage"), ("Cost by model", "by_model")):
         table = Table(title=title)
