@@ -72,7 +72,7 @@ def test_enqueue_sets_campaign_strategy_and_returns_the_contract(
     )
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert set(doc) == {"batch_id", "accepted", "rejected", "rejects"}
+    assert set(doc) == {"batch_id", "accepted", "rejected", "rejects", "warnings"}
     assert (doc["accepted"], doc["rejected"]) == (9, 1) and doc["rejects"][0]["row"] == 5
     with session_factory() as session:
         assert session.scalars(select(Campaign.strategy)).one() == "cost"

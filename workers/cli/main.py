@@ -66,6 +66,7 @@ def _document(parsed: ParseResult, batch_id: str | None) -> dict[str, Any]:
         "accepted": len(parsed.leads),
         "rejected": len(parsed.rejects),
         "rejects": [{"row": r.row, "reason": r.reason} for r in parsed.rejects],
+        "warnings": [{"row": w.row, "reason": w.reason} for w in parsed.warnings],
     }
 
 
@@ -73,6 +74,10 @@ def _print_summary(doc: dict[str, Any]) -> None:
     out.print(f"accepted {doc['accepted']} lead(s), rejected {doc['rejected']} row(s)")
     for reject in doc["rejects"]:
         out.print(f"  row {reject['row']}: {reject['reason']}", markup=False, highlight=False)
+    for warning in doc["warnings"]:
+        out.print(
+            f"  row {warning['row']} (kept): {warning['reason']}", markup=False, highlight=False
+        )
 
 
 @app.command()

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.campaigns.exports import export_emails, review_decide, review_items
+from pipeline.campaigns.exports import JUDGE_METRICS, export_campaign, review_decide, review_items
 from pipeline.llm.routing import load_routing_table
 from pipeline.reporting.html import write_html_report
 from pipeline.reporting.report import build_report
@@ -97,13 +97,26 @@ def export(
     if fmt not in ("csv", "jsonl"):
         raise typer.BadParameter("--format must be csv or jsonl")
     with session_factory(migrate=True)() as session:
-        text, count = export_emails(session, campaign=campaign, fmt=fmt)
+        result = export_campaign(session, campaign=campaign, fmt=fmt)
+    err = Console(stderr=True)
     if out_file is None:
-        sys.stdout.write(text)
+        sys.stdout.write(result.text)
     else:
         out_file.parent.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(text, encoding="utf-8")
-        Console(stderr=True).print(f"wrote {count} approved email(s) to {out_file}")
+        out_file.write_text(result.text, encoding="utf-8")
+        err.print(f"wrote {result.count} approved email(s) to {out_file}", markup=False)
+    if result.duplicates:
+        err.print(
+            f"suppressed {len(result.duplicates)} repeat(s) of a recipient already in this "
+            f"campaign: {', '.join(sorted(set(result.duplicates)))}",
+            markup=False,
+        )
+    if result.undeliverable:
+        err.print(
+            f"left out {len(result.undeliverable)} approved email(s) with no deliverable "
+            f"address (lead ids {', '.join(map(str, result.undeliverable))})",
+            markup=False,
+        )
 
 
 @review.command("list")
@@ -122,26 +135,61 @@ def review_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 
 
 @review.command("show")
-def review_show(item_id: int) -> None:
-    """One held email in full."""
+def review_show(item_id: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """One held email in full: recipient, subject, body, judge scores and feedback."""
     with session_factory(migrate=True)() as session:
         items = [i for i in review_items(session, status=None) if i["id"] == item_id]
     if not items:
         raise typer.BadParameter(f"no review item {item_id}")
-    sys.stdout.write(json.dumps(items[0], indent=2) + "\n")
+    if as_json:
+        sys.stdout.write(json.dumps(items[0], indent=2) + "\n")
+        return
+    print_review_item(items[0])
+
+
+def print_review_item(item: dict[str, Any], console: Console = out) -> None:
+    """A held email as an operator reads it (every lead field printed as plain text)."""
+    name = f"{item['recipient_name']} " if item["recipient_name"] else ""
+    lines = [
+        f"review #{item['id']} ({item['status']}), lead {item['lead_id']}, {item['company']}",
+        f"To:      {name}<{item['recipient'] or 'no email address'}>",
+        f"Subject: {item['subject']}",
+        "",
+        item["body"].rstrip(),
+        "",
+        f"Held because: {item['reason']}",
+        "Judge: "
+        + ", ".join(f"{k} {_score(item['scores'].get(k))}" for k in (*JUDGE_METRICS, "overall"))
+        + (f" (gate {item['gate']})" if item["gate"] is not None else ""),
+        f"Feedback: {item['feedback'] or '(none)'}",
+        f"Model: {item['model']}",
+    ]
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
+
+
+def _score(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, int | float) else "-"
+
+
+def _decide(item_id: int, *, approve: bool, by: str) -> None:
+    verb = "approved" if approve else "rejected"
+    try:
+        with session_factory(migrate=True)() as session, session.begin():
+            changed = review_decide(session, item_id, approve=approve, by=by)
+    except LookupError as exc:
+        Console(stderr=True).print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    out.print(f"{verb} #{item_id}" if changed else f"#{item_id} was already {verb}")
 
 
 @review.command("approve")
 def review_approve(item_id: int, by: Annotated[str, typer.Option()] = "ops") -> None:
-    """Approve a held email (it is exported from then on)."""
-    with session_factory(migrate=True)() as session, session.begin():
-        review_decide(session, item_id, approve=True, by=by)
-    out.print(f"approved #{item_id}")
+    """Approve a held email (it is exported from then on); approving again is harmless."""
+    _decide(item_id, approve=True, by=by)
 
 
 @review.command("reject")
 def review_reject(item_id: int, by: Annotated[str, typer.Option()] = "ops") -> None:
-    """Reject a held email (it is never exported)."""
-    with session_factory(migrate=True)() as session, session.begin():
-        review_decide(session, item_id, approve=False, by=by)
-    out.print(f"rejected #{item_id}")
+    """Reject a held email (it is never exported); rejecting again is harmless."""
+    _decide(item_id, approve=False, by=by)
