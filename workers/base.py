@@ -12,6 +12,7 @@ from db.enums import Stage
 from pipeline.budget.guard import BudgetRefused
 from pipeline.errors import PermanentError, TransientError
 from pipeline.stages._common import StageBusy, mark_failed, release
+from workers.identity import refuse_foreign
 from workers.lifecycle import process_deps
 
 
@@ -26,6 +27,7 @@ class PipelineTask(Task):  # type: ignore[type-arg]
     max_retries = 6
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        refuse_foreign(self.request, self.name)  # issue 13: another database's lead never runs
         try:
             return super().__call__(*args, **kwargs)
         except Exception as exc:

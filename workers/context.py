@@ -17,7 +17,7 @@ def session_factory(*, migrate: bool = False) -> sessionmaker[Session]:
     settings = get_settings()
     url = settings.resolved_database_url()
     if url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.resolved_home().mkdir(parents=True, exist_ok=True)
     if migrate:
         upgrade(url)
     return make_session_factory(make_engine(url))

@@ -9,11 +9,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.campaigns.batches import batch_progress, create_batch, file_hash
 from pipeline.ingest.leads import LeadFileError, ParseResult, parse_lead_file
 from pipeline.llm.routing import Strategy
-from pipeline.settings import get_settings
+from pipeline.settings import Settings, get_settings
 from workers.cli import budget as cli_budget
 from workers.cli import campaigns as cli_campaigns
 from workers.cli import flower as cli_flower
@@ -117,6 +118,7 @@ def enqueue(
         sys.stdout.write(json.dumps(doc) + "\n") if as_json else _print_summary(doc)
         raise typer.Exit(1)
     factory = session_factory(migrate=True)
+    _refuse_other_deployment(factory)
     with factory() as session, session.begin():
         new = create_batch(
             session,
@@ -136,6 +138,38 @@ def enqueue(
         out.print(f"batch {new.batch_id} enqueued")
     if wait:
         wait_for_batch(new.batch_id, quiet=as_json)
+
+
+def _refuse_other_deployment(factory: sessionmaker[Session]) -> None:
+    """Exit 2 when the running workers use another database than the one this command opened."""
+    import redis
+
+    from db.identity import ensure_deployment_id
+    from workers.identity import workers_deployment_id
+
+    settings = get_settings()
+    with factory() as session, session.begin():
+        ours = ensure_deployment_id(session)
+    client = redis.Redis.from_url(settings.resolved_redis_url(), socket_timeout=5)
+    try:
+        theirs = workers_deployment_id(client)
+    finally:
+        client.close()
+    if theirs is not None and theirs != ours:
+        err.print(
+            f"error: the workers on this Redis use another database (deployment {theirs}); "
+            f"this command opened {_where(settings)} (deployment {ours}). Nothing was enqueued: "
+            "run it with the workers' LEADPIPE_HOME or LEADPIPE_DATABASE_URL.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+
+
+def _where(settings: Settings) -> str:
+    url = settings.resolved_database_url()
+    return url if url.startswith("sqlite") else url.split("@")[-1]
 
 
 @app.command()
