@@ -20,6 +20,7 @@ def make_app() -> Celery:
             "workers.campaign_tasks",
             "workers.ops",
             "workers.metrics_server",
+            "workers.logcontext",
         ],
     )
     celery.conf.update(

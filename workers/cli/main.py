@@ -17,6 +17,7 @@ from pipeline.llm.routing import Strategy
 from pipeline.settings import Settings, get_settings
 from workers.cli import budget as cli_budget
 from workers.cli import campaigns as cli_campaigns
+from workers.cli import doctor as cli_doctor
 from workers.cli import flower as cli_flower
 from workers.cli import ops as cli_ops
 from workers.cli import outcomes as cli_outcomes
@@ -38,6 +39,7 @@ for _command in (
     cli_ops.sweep,
     cli_flower.flower,
     cli_campaigns.beat,
+    cli_doctor.doctor,
 ):
     app.command()(_command)
 app.add_typer(cli_report.review, name="review")
@@ -48,6 +50,24 @@ app.add_typer(cli_budget.budget, name="budget")
 app.add_typer(cli_budget.queues, name="queues")
 err = Console(stderr=True)
 out = Console(soft_wrap=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"leadpipe {version('leadpipe')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="print and exit"),
+    ] = False,
+) -> None:
+    """leadpipe: leads in, judged outreach emails out, inside a budget."""
 
 
 def _parse_or_exit(path: Path) -> ParseResult:
@@ -111,6 +131,7 @@ def enqueue(
     notice = ensure_embedded_redis(get_settings())
     if notice:
         err.print(notice, markup=False, highlight=False)
+    cli_doctor.warn_if_not_ready([cli_doctor.provider_check(get_settings())])
 
     parsed = _parse_or_exit(path)
     if not parsed.leads:

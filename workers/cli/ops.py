@@ -36,6 +36,9 @@ def worker(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    from workers.cli.doctor import database_checks, provider_check, warn_if_not_ready
+
+    warn_if_not_ready([*database_checks(settings), provider_check(settings)])
     argv = [
         "worker",
         "-Q",

@@ -10,17 +10,31 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.campaigns.exports import JUDGE_METRICS, export_campaign, review_decide, review_items
 from pipeline.llm.routing import load_routing_table
 from pipeline.reporting.html import write_html_report
 from pipeline.reporting.report import build_report
 from pipeline.settings import get_settings
-from workers.context import session_factory
+from workers.context import NoData, read_session_factory, session_factory
 
 review = typer.Typer(help="The human-review queue of held emails.", no_args_is_help=True)
 # Wide enough for model names when the report goes to a file or a pipe.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 150)
+
+
+def _no_data(exc: NoData) -> typer.Exit:
+    Console(stderr=True).print(str(exc), markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(exc.code)
+
+
+def _reader() -> sessionmaker[Session]:
+    """The read-only session factory, or exit with NoData's message (no migration, no file)."""
+    try:
+        return read_session_factory()
+    except NoData as exc:
+        raise _no_data(exc) from None
 
 
 def report_document(campaign: str | None, html: Path | None = None) -> dict[str, Any]:
@@ -28,7 +42,7 @@ def report_document(campaign: str | None, html: Path | None = None) -> dict[str,
     settings = get_settings()
     table = load_routing_table(settings.routing_table)
     catalog = table.catalog
-    with session_factory(migrate=True)() as session:
+    with read_session_factory()() as session:
         if html is not None:
             limit = settings.budget.daily_usd
             write_html_report(
@@ -79,6 +93,8 @@ def report(
     """Calls, cost per stage and model, savings against the all-premium baseline."""
     try:
         doc = report_document(campaign, html)
+    except NoData as exc:
+        raise _no_data(exc) from None
     except LookupError as exc:
         Console(stderr=True).print(f"error: {exc}")
         raise typer.Exit(1) from None
@@ -96,7 +112,7 @@ def export(
     """The approved emails of a campaign, ready for a sending tool."""
     if fmt not in ("csv", "jsonl"):
         raise typer.BadParameter("--format must be csv or jsonl")
-    with session_factory(migrate=True)() as session:
+    with _reader()() as session:
         result = export_campaign(session, campaign=campaign, fmt=fmt)
     err = Console(stderr=True)
     if out_file is None:
@@ -122,7 +138,7 @@ def export(
 @review.command("list")
 def review_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Emails waiting for a human decision."""
-    with session_factory(migrate=True)() as session:
+    with _reader()() as session:
         items = review_items(session)
     if as_json:
         sys.stdout.write(json.dumps(items) + "\n")
@@ -137,7 +153,7 @@ def review_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 @review.command("show")
 def review_show(item_id: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """One held email in full: recipient, subject, body, judge scores and feedback."""
-    with session_factory(migrate=True)() as session:
+    with _reader()() as session:
         items = [i for i in review_items(session, status=None) if i["id"] == item_id]
     if not items:
         raise typer.BadParameter(f"no review item {item_id}")
