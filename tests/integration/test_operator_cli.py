@@ -8,14 +8,18 @@ import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.enums import EmailStatus, LeadStatus, Stage, StageStatus
-from db.models import Email, Lead, ReviewItem, StageResult
+from db.models import Email, Lead, QueueState, ReviewItem, StageResult
+from pipeline.budget.guard import BudgetConfig, BudgetGuard
+from pipeline.budget.reservations import ReservationStore
 from pipeline.campaigns.exports import FORMULA_PREFIXES
 from tests.factories import make_batch
 
@@ -154,3 +158,90 @@ def test_review_show_is_readable_and_decisions_are_idempotent(
     assert "Traceback" not in reject.stderr
     exported = _cli(env, "export", "--campaign", "q4", "--format", "jsonl")
     assert [json.loads(x)["email"] for x in exported.stdout.splitlines()] == ["sam@plain.test"]
+
+
+def test_doctor_says_what_is_missing_and_version_prints(
+    env: dict[str, str], session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    bare = {k: v for k, v in env.items() if not k.startswith("LEADPIPE_PROVIDERS")}
+    bare.pop("LEADPIPE_SIMULATOR_URL", None)
+    sick = _cli(bare, "doctor")
+    assert sick.returncode == 1
+    assert (
+        "NO model at all for: classify" in sick.stdout and "LEADPIPE_SIMULATOR_URL" in sick.stdout
+    )
+    well = _cli({**bare, "LEADPIPE_SIMULATOR_URL": "http://127.0.0.1:9/v1"}, "doctor", "--json")
+    doc = json.loads(well.stdout)
+    assert well.returncode == 0 and doc["ready"], doc
+    assert {c["name"] for c in doc["checks"]} == {"database", "migrations", "redis", "providers"}
+    version = _cli(bare, "--version")
+    assert version.returncode == 0 and version.stdout.startswith("leadpipe 0.")
+
+
+def test_read_only_commands_on_a_fresh_home_neither_crash_nor_migrate(
+    redis_url: str, tmp_path: Path
+) -> None:
+    home = tmp_path / "fresh"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADPIPE_")}
+    env |= {"LEADPIPE_HOME": str(home), "LEADPIPE_REDIS_URL": redis_url}
+    for args in (
+        ["report"],
+        ["report", "--json"],
+        ["export", "--campaign", "q4"],
+        ["review", "list"],
+        ["campaigns", "list"],
+        ["queues", "status"],
+    ):
+        done = _cli(env, *args)
+        assert done.returncode == 0, (args, done.stderr)
+        assert "no data yet" in done.stderr and "Traceback" not in done.stderr, args
+    assert not (home / "leadpipe.db").exists()
+    doctor = _cli(env, "doctor", "--json")
+    assert not json.loads(doctor.stdout)["ready"] and not (home / "leadpipe.db").exists()
+
+
+def test_campaigns_list_shows_files_that_could_not_be_used(
+    env: dict[str, str], session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "broken.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 4)
+    added = _cli(env, "campaigns", "add", "nightly", "--source", str(drop), "--cron", "0 2 * * *")
+    assert added.returncode == 0, added.stderr
+    ran = _cli(env, "campaigns", "run-now", "nightly")
+    assert "Traceback" not in ran.stderr
+    listed = _cli(env, "campaigns", "list")
+    assert "could not use" in listed.stdout and "broken.csv" in listed.stdout
+    assert "binary" in listed.stdout
+    doc = json.loads(_cli(env, "campaigns", "list", "--json").stdout)
+    assert doc[0]["errors"][0]["path"].endswith("broken.csv")
+
+
+def test_budget_set_below_spend_warns_and_resume_lifts_budget_pauses(
+    env: dict[str, str], session_factory: sessionmaker[Session], redis_client: redis.Redis
+) -> None:
+    guard = BudgetGuard(
+        ReservationStore(redis_client),
+        session_factory,
+        BudgetConfig(
+            limits={"daily": Decimal(1), "weekly": Decimal(99), "monthly": Decimal(99)},
+            emergency_reserve=Decimal(0),
+            webhook=True,
+        ),
+        notify=(sent := []).append,
+    )
+    guard.reconcile()
+    guard.settle(guard.reserve(Decimal("0.01")), Decimal("0.95"))  # 70 % and 90 % at once
+    assert [p["threshold_pct"] for p in sent] == [90] and sent[0]["crossed_pct"] == [70, 90]
+    with session_factory() as session, session.begin():
+        session.add(
+            QueueState(queue="analyze", paused=True, reason="throttle 5", changed_by="budget")
+        )
+    low = _cli(env, "budget", "set", "--daily", "0.5")
+    assert low.returncode == 0, low.stderr
+    assert "not above this period's spend" in low.stderr
+    assert "leadpipe queues resume analyze" in low.stderr
+    raised = _cli(env, "budget", "set", "--daily", "50", "--resume")
+    assert raised.returncode == 0 and "resumed analyze" in raised.stdout, raised.stderr
+    with session_factory() as session:
+        assert not session.get_one(QueueState, "analyze").paused

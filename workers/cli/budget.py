@@ -24,6 +24,7 @@ from workers.queues import ALL_QUEUES
 budget = typer.Typer(help="Spend limits, alerts and throttle level.", no_args_is_help=True)
 queues = typer.Typer(help="Pause and resume stage queues (persisted).", no_args_is_help=True)
 out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 JsonOpt = Annotated[bool, typer.Option("--json")]
 
 
@@ -74,6 +75,9 @@ def budget_set(
     weekly: Annotated[str | None, typer.Option(help="USD per ISO week")] = None,
     monthly: Annotated[str | None, typer.Option(help="USD per month")] = None,
     campaign: Annotated[str | None, typer.Option(help="limit one campaign only")] = None,
+    resume_queues: Annotated[
+        bool, typer.Option("--resume", help="also resume the queues the budget paused")
+    ] = False,
 ) -> None:
     """Change limits; every worker applies them at once (queues stay as they are)."""
     values = {"daily": daily, "weekly": weekly, "monthly": monthly}
@@ -87,8 +91,44 @@ def budget_set(
             camp_id = budget_db.campaign_id(session, campaign)
         if camp_id is None:
             raise typer.BadParameter(f"no campaign named {campaign!r}")
-    _guard(deps).set_limits(limits, campaign_id=camp_id)
+    guard = _guard(deps)
+    guard.set_limits(limits, campaign_id=camp_id)
     out.print("limits set: " + ", ".join(f"{k} ${v}" for k, v in limits.items()))
+    scope = "global" if camp_id is None else f"campaign:{camp_id}"
+    status = guard.status(fresh=True)
+    for p in status.periods:
+        if p.scope == scope and p.window.period.value in limits and p.spent_usd >= p.limit_usd:
+            err.print(
+                f"warning: the new {p.window.period.value} limit ${p.limit_usd} is not above "
+                f"this period's spend ${p.spent_usd}: no model call runs until it resets",
+                markup=False,
+                highlight=False,
+            )
+    _budget_paused_queues(deps, resume_them=resume_queues, exhausted=status.exhausted)
+
+
+def _budget_paused_queues(deps: Deps, *, resume_them: bool, exhausted: bool) -> None:
+    """Say which queues the budget left paused (a new limit does not resume them), or resume."""
+    paused = [
+        n for n, row in queue_states(deps).items() if row.paused and row.changed_by == "budget"
+    ]
+    if not paused:
+        return
+    if resume_them:
+        for name in paused:
+            resume(deps, name, by=getpass.getuser())
+        out.print(f"resumed {', '.join(paused)}")
+        if exhausted:
+            err.print("warning: the budget is still exhausted; they will pause again")
+        return
+    err.print(
+        f"queues still paused by the budget: {', '.join(paused)}; resume them with "
+        + " && ".join(f"leadpipe queues resume {n}" for n in paused)
+        + " (or run budget set again with --resume)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _pending(deps: Deps, queue: str) -> int | None:
