@@ -81,6 +81,16 @@ def test_a_foreign_deployment_cannot_enqueue_or_run_its_leads_here(
     other = stack.with_env(LEADPIPE_DATABASE_URL=None, LEADPIPE_HOME=str(tmp_path / "other"))
     try:
         wait_until("the worker's deployment id", lambda: client.get(REDIS_KEY), timeout=60)
+        celery = Path(sys.executable).with_name("celery")
+        ping = subprocess.run(  # a stock control client, without leadpipe's transport options
+            [str(celery), "-b", redis_url, "inspect", "ping", "--timeout", "5"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=tmp_path,
+        )
+        assert ping.returncode == 0 and "pong" in ping.stdout, ping.stdout + ping.stderr
         refused = other.cli("enqueue", str(ROOT / "samples" / "leads.jsonl"), "--campaign", "x")
         assert refused.returncode == 2 and "another database" in refused.stderr, refused.stderr
         assert "Nothing was enqueued" in refused.stderr

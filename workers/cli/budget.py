@@ -134,8 +134,11 @@ def _budget_paused_queues(deps: Deps, *, resume_them: bool, exhausted: bool) -> 
 def _pending(deps: Deps, queue: str) -> int | None:
     if deps.redis is None:
         return 0
-    # kombu's Redis priority queues: "name", then "name:1" .. "name:9".
-    names = [queue, *(f"{queue}:{i}" for i in range(1, 10))]
+    from workers.app import app
+
+    # kombu's Redis priority queues: "name", then "name<sep>1" .. "name<sep>9".
+    sep = app.conf.broker_transport_options.get("sep", "\x06\x16")
+    names = [queue, *(f"{queue}{sep}{i}" for i in range(1, 10))]
     try:
         return sum(int(deps.redis.llen(n)) for n in names)
     except redis.RedisError:  # Redis down (or the embedded one not started): unknown
