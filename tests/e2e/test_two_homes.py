@@ -91,6 +91,8 @@ def test_a_foreign_deployment_cannot_enqueue_or_run_its_leads_here(
             cwd=tmp_path,
         )
         assert ping.returncode == 0 and "pong" in ping.stdout, ping.stdout + ping.stderr
+        queues = json.loads(stack.cli_ok("queues", "status", "--json").stdout)["queues"]
+        assert {q["queue"]: q["consumers"] for q in queues}["classify"] == 1  # as Flower sees it
         refused = other.cli("enqueue", str(ROOT / "samples" / "leads.jsonl"), "--campaign", "x")
         assert refused.returncode == 2 and "another database" in refused.stderr, refused.stderr
         assert "Nothing was enqueued" in refused.stderr
