@@ -79,6 +79,27 @@ simulator: $(STAMP) ## run the offline provider simulator on 127.0.0.1:8011
 bench: $(STAMP) services ## benchmarks: print tables, write bench/results/*.json
 	eval "$$(scripts/services.sh env)" && $(PY) bench/run.py
 
+LOCK_FLAGS := -q --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+
+.PHONY: lock
+lock: $(STAMP) ## re-resolve requirements.lock (hashed pins) from pyproject.toml's ranges
+	$(PY) -m pip install -q pip-tools
+	$(VENV)/bin/pip-compile $(LOCK_FLAGS) -o requirements.lock pyproject.toml
+
+.PHONY: update-prices
+update-prices: $(STAMP) ## move the genai-prices pin to VERSION (default: newest), relock, reinstall
+	$(PY) -m pip install -q pip-tools
+	@version="$(VERSION)"; \
+	if [ -z "$$version" ]; then \
+	  version=$$($(PY) -m pip index versions genai-prices 2>/dev/null | sed -n 's/^genai-prices (\(.*\))$$/\1/p'); \
+	fi; \
+	test -n "$$version" || { echo "cannot find genai-prices' newest version; pass VERSION=x.y.z"; exit 1; }; \
+	sed -i -E "s/\"genai-prices==[^\"]+\"/\"genai-prices==$$version\"/" pyproject.toml; \
+	echo "genai-prices pinned to $$version"
+	$(VENV)/bin/pip-compile $(LOCK_FLAGS) --upgrade-package genai-prices -o requirements.lock pyproject.toml
+	$(PY) -m pip install -q -e ".[dev]"
+	@echo "now run: make bench   (cost figures move with the catalogue; update README numbers)"
+
 .PHONY: help
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)

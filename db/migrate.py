@@ -21,3 +21,18 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` up to ``revision``."""
     command.upgrade(alembic_config(url), revision)
+
+
+def revisions(url: str) -> tuple[str | None, str | None]:
+    """(the database's current revision, the newest migration's); never changes anything."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+    return current, ScriptDirectory.from_config(alembic_config(url)).get_current_head()

@@ -13,6 +13,15 @@ from db.base import Base, utcnow
 from db.enums import CallStatus, EmailStatus, LeadStatus, ReviewStatus, StageStatus
 
 
+class Deployment(Base):
+    """The one row naming this database: every task message carries its id (issue 13)."""
+
+    __tablename__ = "deployment"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Campaign(Base):
     __tablename__ = "campaigns"
 

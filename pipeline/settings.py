@@ -8,6 +8,8 @@ receives plain values or a ``Deps``.
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +21,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pipeline.logs import register_secrets
 
 EMBEDDED_REDIS_PORT = 6390
-"""Port of the zero-setup Redis that ``leadpipe`` starts when ``LEADPIPE_REDIS_URL`` is unset."""
+"""Former fixed port of the zero-setup Redis; it is now derived from the data home."""
+EMBEDDED_PORT_BASE, EMBEDDED_PORT_SPAN = 20000, 10000
+
+
+def default_home() -> Path:
+    """The per-user data directory ($XDG_DATA_HOME/leadpipe, else ~/.local/share/leadpipe).
+
+    Not the current directory: a command run from another folder must find the same data.
+    """
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "leadpipe"
+
+
+def embedded_redis_port(home: Path) -> int:
+    """A port for the embedded Redis derived from the home, so two homes never share one."""
+    digest = hashlib.sha256(str(home.resolve()).encode()).digest()
+    return EMBEDDED_PORT_BASE + int.from_bytes(digest[:4], "big") % EMBEDDED_PORT_SPAN
 
 
 class ProviderSettings(BaseModel):
@@ -81,7 +99,10 @@ class Settings(BaseSettings):
         env_prefix="LEADPIPE_", env_nested_delimiter="__", env_file=".env", extra="ignore"
     )
 
-    data_dir: Path = Path(".leadpipe")
+    home: Path | None = None
+    """``LEADPIPE_HOME``: the SQLite file, the embedded Redis and the logs live here."""
+    data_dir: Path | None = None
+    """``LEADPIPE_DATA_DIR``, the former name of ``home`` (still honoured when home is unset)."""
     database_url: str | None = None
     """SQLAlchemy URL; unset means a SQLite file under ``data_dir`` (zero-setup default)."""
     redis_url: str | None = None
@@ -163,15 +184,19 @@ class Settings(BaseSettings):
             raise ValueError("; ".join(broken))
         return self
 
+    def resolved_home(self) -> Path:
+        """The data home as an absolute path: LEADPIPE_HOME, LEADPIPE_DATA_DIR, else per user."""
+        return (self.home or self.data_dir or default_home()).expanduser().resolve()
+
     def resolved_redis_url(self) -> str:
         """The configured Redis URL, or the embedded server's (started by the CLI, not here)."""
-        return self.redis_url or f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
+        return self.redis_url or f"redis://127.0.0.1:{embedded_redis_port(self.resolved_home())}/0"
 
     def resolved_database_url(self) -> str:
-        """Return the database URL, defaulting to a SQLite file in ``data_dir``."""
+        """Return the database URL, defaulting to a SQLite file in the data home."""
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'leadpipe.db').resolve()}"
+        return f"sqlite:///{self.resolved_home() / 'leadpipe.db'}"
 
 
 def default_of(model: type[BaseModel], name: str) -> Any:

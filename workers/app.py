@@ -21,6 +21,7 @@ def make_app() -> Celery:
             "workers.ops",
             "workers.metrics_server",
             "workers.recovery",  # heartbeats and the recovery loop (worker_ready hook)
+            "workers.logcontext",
         ],
     )
     celery.conf.update(
@@ -40,7 +41,8 @@ def make_app() -> Celery:
             "visibility_timeout": settings.visibility_timeout_s,
             "queue_order_strategy": "priority",
             "priority_steps": list(range(10)),
-            "sep": ":",
+            # kombu's default key separator: a stock client (celery inspect ping, Flower) stores
+            # its reply bindings with it, and a worker with another "sep" cannot reply to them.
         },
         worker_send_task_events=True,
         task_send_sent_event=True,

@@ -22,6 +22,7 @@ from pipeline.budget.guard import BudgetRefused
 from pipeline.liveness import OWNER, is_transient, worker_id
 from pipeline.settings import get_settings
 from pipeline.stages._common import mark_failed, mark_parked, release
+from workers.identity import refuse_foreign
 from workers.lifecycle import process_deps
 
 log = structlog.get_logger(__name__)
@@ -39,6 +40,7 @@ class PipelineTask(Task):  # type: ignore[type-arg]
     max_retries = None  # transient errors never exhaust: the lead is parked instead
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        refuse_foreign(self.request, self.name)  # issue 13: another database's lead never runs
         token = OWNER.set(f"{worker_id()}/{self.request.id}")
         try:
             return super().__call__(*args, **kwargs)

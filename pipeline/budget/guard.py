@@ -215,35 +215,45 @@ class BudgetGuard:
         """Fire alerts for thresholds crossed this period and apply a throttle level change."""
         status = self.status(fresh=True)
         for p in status.periods:
-            for threshold in crossed(p.pct, self.config.alert_thresholds):
-                if self.store.mark(p.key, f"alert:{threshold}"):
-                    self._alert(p, threshold)
+            fresh = [
+                threshold
+                for threshold in crossed(p.pct, self.config.alert_thresholds)
+                if self.store.mark(p.key, f"alert:{threshold}")
+            ]
+            if fresh:  # several thresholds crossed by one change: one alert, the highest
+                self._alert(p, fresh)
         raw = self.store.redis.getset(f"{self.store.prefix}:level", status.throttle_level)
         old = int(raw) if raw is not None else 0
         if old != status.throttle_level:
             self._level_changed(old, status)
         return status
 
-    def _alert(self, p: PeriodStatus, threshold: Decimal) -> None:
-        pct = int(threshold * 100)
+    def _alert(self, p: PeriodStatus, thresholds: list[Decimal]) -> None:
+        """Record every crossed threshold; log and notify once, for the highest of them."""
+        pcts = [int(t * 100) for t in sorted(thresholds)]
+        pct = pcts[-1]
         message = (
             f"{p.scope} {p.window.period.value} budget at {pct}%: "
             f"${p.spent_usd} spent of ${p.limit_usd}" + (" (exhausted)" if p.exhausted else "")
         )
+        if len(pcts) > 1:
+            message += f" (crossed {', '.join(f'{x}%' for x in pcts)} at once)"
         kind = "alert" if p.scope == "global" else "campaign_alert"
         with session_scope(self._factory) as session:
-            budget_db.add_event(
-                session,
-                win=p.window,
-                kind=kind,
-                level=pct,
-                spent=p.spent_usd,
-                limit=p.limit_usd,
-                message=message,
-            )
+            for level in pcts:
+                budget_db.add_event(
+                    session,
+                    win=p.window,
+                    kind=kind,
+                    level=level,
+                    spent=p.spent_usd,
+                    limit=p.limit_usd,
+                    message=message,
+                )
         log.warning("budget_alert", threshold_pct=pct, message=message, **p.to_json())
         if self._notify is not None and self.config.webhook:
-            self._notify({"event": "budget_alert", "threshold_pct": pct, **p.to_json()})
+            payload = {"event": "budget_alert", "threshold_pct": pct, "crossed_pct": pcts}
+            self._notify(payload | p.to_json())
 
     def _level_changed(self, old: int, status: BudgetStatus) -> None:
         top = max((p for p in status.periods if p.scope == "global"), key=lambda p: p.pct)

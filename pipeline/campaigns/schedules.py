@@ -202,6 +202,20 @@ def list_campaigns(session: Session) -> list[ScheduledCampaign]:
     return [_view(c, counts.get(c.id, 0)) for c in rows]
 
 
+def source_errors(session: Session) -> dict[str, list[dict[str, str]]]:
+    """Campaign name -> the drop files that could not be used, with why (newest first)."""
+    rows = session.execute(
+        select(Campaign.name, CampaignSource.path, CampaignSource.error)
+        .join(Campaign, Campaign.id == CampaignSource.campaign_id)
+        .where(CampaignSource.error.is_not(None))
+        .order_by(CampaignSource.processed_at.desc())
+    ).all()
+    found: dict[str, list[dict[str, str]]] = {}
+    for name, path, error in rows:
+        found.setdefault(name, []).append({"path": path, "error": error or ""})
+    return found
+
+
 def due_schedules(session: Session, *, now: dt.datetime) -> list[ScheduledCampaign]:
     """The campaigns beat should schedule: enabled, with a cron, not past their deadline."""
     return [

@@ -14,6 +14,10 @@ from typing import Final
 from urllib.parse import urlsplit
 
 MAX_FIELD_CHARS: Final = 2000
+MAX_NOTES_CHARS: Final = 2000
+"""Notes longer than this are cut to it (with a warning); the row is kept."""
+MAX_CELL_CHARS: Final = 100_000
+"""A cell longer than this rejects its row (a pasted blob, not CRM data); the file goes on."""
 
 # Canonical field -> header aliases, most preferred first. Aliases are compared after
 # normalise_header(), so "Company Name", "CompanyName" and "company_name" are one alias and
@@ -70,6 +74,10 @@ ALIAS_INDEX: Final[dict[str, tuple[str, int]]] = {
 
 class FieldError(ValueError):
     """A cell value is unusable; ``str(exc)`` is the reject reason."""
+
+
+class CurrencyError(FieldError):
+    """A revenue in a currency we do not convert: the field is dropped, the row is kept."""
 
 
 def quote(value: str, limit: int = 60) -> str:
@@ -170,7 +178,7 @@ def parse_revenue(text: str) -> Decimal:
         FieldError: The text is not a dollar amount or range.
     """
     if _OTHER_CURRENCY.search(text):
-        raise FieldError(f"revenue {quote(text)} is not in US dollars")
+        raise CurrencyError(f"revenue {quote(text)} is not in US dollars")
     cleaned = text
     for _ in range(2):  # a prefix and a suffix, e.g. "$1.2M USD"
         cleaned = _CURRENCY_PREFIX.sub("", cleaned)
@@ -354,20 +362,53 @@ def normalise_website(text: str) -> str:
     return f"{parts.scheme.lower()}://{netloc}{parts.path or '/'}{query}"
 
 
+_FREEMAIL: Final = """
+gmail.com googlemail.com yahoo.com yahoo.co.uk hotmail.com hotmail.co.uk outlook.com live.com
+msn.com icloud.com me.com mac.com aol.com proton.me protonmail.com gmx.com gmx.de gmx.net web.de
+mail.com yandex.ru yandex.com qq.com 163.com 126.com zoho.com fastmail.com hey.com t-online.de
+orange.fr free.fr libero.it btinternet.com
+"""
+FREEMAIL_DOMAINS: Final = frozenset(_FREEMAIL.split())
+"""Personal mail providers: their domain names no company, so it is not a lead's identity."""
+
+
+def website_domain(website: str | None) -> str | None:
+    """The host of a normalised website without "www.", or None."""
+    host = (urlsplit(website).hostname or "") if website else ""
+    return host.removeprefix("www.") or None
+
+
+def company_domain(email: str | None) -> str | None:
+    """The domain of a work email; None for a free-mail address (it names no company)."""
+    domain = email.rpartition("@")[2] if email else ""
+    return domain if domain and domain not in FREEMAIL_DOMAINS else None
+
+
+def company_from_domain(domain: str) -> str:
+    """A readable company name from a domain: "northwind-dental.example" -> "Northwind Dental"."""
+    labels = domain.removeprefix("www.").split(".")
+    second_level = len(labels) >= 3 and labels[-2] in ("co", "com", "org", "net", "ac", "gov")
+    name = labels[-3] if second_level else labels[-2] if len(labels) >= 2 else labels[0]
+    return " ".join(part.capitalize() for part in re.split(r"[-_]+", name) if part) or domain
+
+
 def identity_hash(*, company: str, email: str | None, website: str | None) -> str:
     """Content hash of a lead's identity, used to find duplicates across rows and files.
 
     Args:
-        company: The cleaned company name.
+        company: The cleaned company name (the identity only when there is no email or site).
         email: The lower-cased email, if any; when present it alone is the identity.
-        website: The normalised website, if any; only its host (minus "www.") counts.
+        website: The normalised website, if any; without an email its host (minus "www.") is
+            the identity, so two rows for one site are one lead whatever the company is called.
 
     Returns:
         The SHA-256 hex digest.
     """
+    domain = website_domain(website)
     if email:
         identity = f"email:{email}"
+    elif domain:
+        identity = f"domain:{domain}"
     else:
-        host = (urlsplit(website).hostname or "") if website else ""
-        identity = f"company:{company.casefold()}|{host.removeprefix('www.')}"
+        identity = f"company:{company.casefold()}|"
     return hashlib.sha256(identity.encode("utf-8")).hexdigest()

@@ -13,7 +13,7 @@ import io
 import json
 import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path, PurePath
@@ -21,8 +21,13 @@ from typing import Final, TypeVar
 
 from pipeline.ingest.fields import (
     ALIAS_INDEX,
+    MAX_CELL_CHARS,
     MAX_FIELD_CHARS,
+    MAX_NOTES_CHARS,
+    CurrencyError,
     FieldError,
+    company_domain,
+    company_from_domain,
     identity_hash,
     normalise_country,
     normalise_email,
@@ -30,7 +35,9 @@ from pipeline.ingest.fields import (
     normalise_website,
     parse_employees,
     parse_revenue,
+    quote,
     split_tech_stack,
+    website_domain,
 )
 
 _SNIFF_CHARS: Final = 8192
@@ -96,6 +103,8 @@ class ParseResult:
     leads: list[LeadRecord]
     rejects: list[Reject]
     format: str
+    warnings: list[Reject] = field(default_factory=list)
+    """Kept rows with something the user should look at (derived company, cut notes, ...)."""
 
 
 MAX_FILE_BYTES = 50_000_000
@@ -188,7 +197,8 @@ def _decode(data: bytes, source: str) -> str:
             return data.decode("utf-16")
         except UnicodeDecodeError:
             raise _file_error(source, "file looks binary (bad UTF-16)") from None
-    if b"\x00" in data[: _SNIFF_CHARS * 4]:
+    sample = data[: _SNIFF_CHARS * 4]
+    if sample.count(b"\x00") * 100 > len(sample):  # a stray NUL in a cell only rejects its row
         raise _file_error(source, "file looks binary (contains NUL bytes)")
     try:
         return data.decode("utf-8-sig")
@@ -197,13 +207,14 @@ def _decode(data: bytes, source: str) -> str:
     try:
         return data.decode("cp1252")
     except UnicodeDecodeError:
-        raise _file_error(source, "file looks binary (neither UTF-8 nor cp1252 text)") from None
+        why = "contains NUL bytes" if b"\x00" in sample else "neither UTF-8 nor cp1252 text"
+        raise _file_error(source, f"file looks binary ({why})") from None
 
 
 def _looks_binary(text: str) -> bool:
     sample = text[:_SNIFF_CHARS]
     controls = sum(1 for ch in sample if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r\f")
-    return "\x00" in sample or controls > len(sample) * 0.05
+    return controls > len(sample) * 0.05
 
 
 def _detect_format(text: str, source: str) -> LeadFormat:
@@ -251,6 +262,8 @@ def _unique_names(header: list[str]) -> list[str]:
 
 
 def _read_csv(text: str, source: str) -> tuple[list[_Row], list[Reject]]:
+    # Python's default (128 KiB) makes one huge cell a file error; _pick_fields rejects its row.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_detect_delimiter(text))
     names: list[str] | None = None
     rows: list[_Row] = []
@@ -281,10 +294,10 @@ def _read_csv(text: str, source: str) -> tuple[list[_Row], list[Reject]]:
 def _require_usable(names: Iterable[str], source: str) -> None:
     names = list(names)
     fields = {ALIAS_INDEX[key][0] for key in map(normalise_header, names) if key in ALIAS_INDEX}
-    if not fields & {"company", "email"}:
+    if not fields & {"company", "email", "website"}:
         shown = ", ".join(names[:15]) + (", …" if len(names) > 15 else "")
         raise _file_error(
-            source, f"no usable column (need a company or email column); saw: {shown}"
+            source, f"no usable column (need a company, website or email column); saw: {shown}"
         )
 
 
@@ -338,10 +351,12 @@ def _kind(value: object) -> str:
 
 def _validate(rows: list[_Row], rejects: list[Reject], fmt: LeadFormat) -> ParseResult:
     leads: list[LeadRecord] = []
+    warnings: list[Reject] = []
     first_row: dict[str, int] = {}
     for row, pairs in rows:
+        notes: list[str] = []
         try:
-            lead = _build_lead(row, pairs)
+            lead = _build_lead(row, pairs, notes)
         except FieldError as exc:
             rejects.append(Reject(row, str(exc)))
             continue
@@ -350,7 +365,10 @@ def _validate(rows: list[_Row], rejects: list[Reject], fmt: LeadFormat) -> Parse
             continue
         first_row[lead.content_hash] = row
         leads.append(lead)
-    return ParseResult(leads=leads, rejects=sorted(rejects, key=lambda r: r.row), format=fmt)
+        warnings.extend(Reject(row, note) for note in notes)
+    return ParseResult(
+        leads=leads, rejects=sorted(rejects, key=lambda r: r.row), format=fmt, warnings=warnings
+    )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -358,21 +376,33 @@ def _field_of(name: str) -> tuple[str, int] | None:
     return ALIAS_INDEX.get(normalise_header(name))
 
 
-def _pick_fields(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    """Canonical field -> stripped text, taking the most preferred non-empty column."""
+def _pick_fields(pairs: list[tuple[str, str]], notes: list[str]) -> dict[str, str]:
+    """Canonical field -> stripped text, taking the most preferred non-empty column.
+
+    A NUL byte or a cell over ``MAX_CELL_CHARS`` in any column rejects the row; notes over
+    ``MAX_NOTES_CHARS`` are cut (noted in ``notes``); other fields over ``MAX_FIELD_CHARS`` reject.
+    """
     chosen: dict[str, tuple[int, str]] = {}
     for name, value in pairs:
+        if "\x00" in value:
+            raise FieldError(f"column {quote(name, 30)} contains a NUL byte")
+        if len(value) > MAX_CELL_CHARS:
+            raise FieldError(f"column {quote(name, 30)} too large ({len(value)} chars)")
         mapped = _field_of(name)
         text = value.strip()
         if mapped is None or not text:
             continue
-        field, rank = mapped
-        if field not in chosen or rank < chosen[field][0]:
-            chosen[field] = (rank, text)
-    for field, (_, text) in chosen.items():
+        field_name, rank = mapped
+        if field_name not in chosen or rank < chosen[field_name][0]:
+            chosen[field_name] = (rank, text)
+    picked = {field_name: text for field_name, (_, text) in chosen.items()}
+    if len(picked.get("notes", "")) > MAX_NOTES_CHARS:
+        notes.append(f"notes cut from {len(picked['notes'])} to {MAX_NOTES_CHARS} chars")
+        picked["notes"] = picked["notes"][:MAX_NOTES_CHARS]
+    for field_name, text in picked.items():
         if len(text) > MAX_FIELD_CHARS:
-            raise FieldError(f"field '{field}' too long ({len(text)} chars)")
-    return {field: text for field, (_, text) in chosen.items()}
+            raise FieldError(f"field '{field_name}' too long ({len(text)} chars)")
+    return picked
 
 
 def _line(text: str | None) -> str | None:
@@ -386,14 +416,53 @@ def _optional(text: str | None, parse: Callable[[str], _T]) -> _T | None:
     return None if text is None else parse(text)
 
 
-def _build_lead(row: int, pairs: list[tuple[str, str]]) -> LeadRecord:
-    fields = _pick_fields(pairs)
+FORMULA_START: Final = ("=", "+", "-", "@")
+_NAME_FIELDS: Final = ("company", "first_name", "last_name", "title")
+
+
+def _company(
+    fields: dict[str, str], email: str | None, website: str | None, notes: list[str]
+) -> str:
+    """The company name, else one derived from the website or a work email's domain."""
     company = _line(fields.get("company"))
-    if company is None:
+    if company is not None:
+        return company
+    domain = website_domain(website) or company_domain(email)
+    if domain is None:
         raise FieldError("missing company name")
-    email = _optional(fields.get("email"), normalise_email)
-    website = _optional(fields.get("website"), normalise_website)
-    notes = fields.get("notes")
+    derived = company_from_domain(domain)
+    notes.append(f"company name {derived!r} derived from {domain}")
+    return derived
+
+
+def _revenue(text: str | None, notes: list[str]) -> Decimal | None:
+    """Revenue in dollars; another currency drops the field with a note, not the row."""
+    try:
+        return _optional(text, parse_revenue)
+    except CurrencyError as exc:
+        notes.append(f"{exc}; revenue ignored")
+        return None
+
+
+def _flag_formulas(fields: dict[str, str], notes: list[str]) -> None:
+    """Note name fields a spreadsheet would run as a formula (exports neutralise them)."""
+    for name in _NAME_FIELDS:
+        if fields.get(name, "").startswith(FORMULA_START):
+            notes.append(f"{name} {quote(fields[name], 40)} looks like a spreadsheet formula")
+
+
+def _build_lead(row: int, pairs: list[tuple[str, str]], notes: list[str]) -> LeadRecord:
+    fields = _pick_fields(pairs, notes)
+    try:
+        email = _optional(fields.get("email"), normalise_email)
+        website = _optional(fields.get("website"), normalise_website)
+    except FieldError:
+        if _line(fields.get("company")) is None:  # nothing to name the lead by
+            raise FieldError("missing company name") from None
+        raise
+    company = _company(fields, email, website, notes)
+    _flag_formulas(fields, notes)
+    text_notes = fields.get("notes")
     return LeadRecord(
         row=row,
         company=company,
@@ -404,10 +473,10 @@ def _build_lead(row: int, pairs: list[tuple[str, str]]) -> LeadRecord:
         title=_line(fields.get("title")),
         industry=_line(fields.get("industry")),
         employees=_optional(fields.get("employees"), parse_employees),
-        revenue_usd=_optional(fields.get("revenue"), parse_revenue),
+        revenue_usd=_revenue(fields.get("revenue"), notes),
         country=_optional(_line(fields.get("country")), normalise_country),
         tech_stack=split_tech_stack(fields.get("tech_stack", "")),
-        notes=unicodedata.normalize("NFC", notes) if notes else None,
+        notes=unicodedata.normalize("NFC", text_notes) if text_notes else None,
         raw=dict(pairs),
         content_hash=identity_hash(company=company, email=email, website=website),
     )

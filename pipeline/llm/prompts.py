@@ -1,4 +1,7 @@
-"""Prompt rendering: Jinja2 templates under ``templates/prompts`` (no prompt text in Python).
+"""Prompt rendering: Jinja2 templates in ``pipeline/templates`` (no prompt text in Python).
+
+The templates are package data, loaded through ``importlib.resources`` (Jinja2's
+``PackageLoader``), so an installed wheel or the Docker image renders them with no checkout.
 
 Lead fields, website text and model outputs are data. They are passed in fenced blocks
 (``<lead_data>`` ...), JSON-encoded with ``tojson`` (which escapes ``<``, ``>`` and ``&`` so a
@@ -10,14 +13,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from pipeline.models import Prompt
-
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
 
 def fence_text(value: object) -> str:
@@ -29,7 +29,7 @@ def fence_text(value: object) -> str:
 def environment() -> Environment:
     """The shared Jinja2 environment (StrictUndefined: a missing variable is an error)."""
     env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
+        loader=PackageLoader("pipeline", "templates"),
         undefined=StrictUndefined,
         autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
         keep_trailing_newline=True,

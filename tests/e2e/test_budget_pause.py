@@ -45,8 +45,7 @@ def _events(factory: sessionmaker[Session], kind: str) -> list[int]:
 
 
 def _active_queues(redis_url: str) -> set[str]:
-    control = Celery(broker=redis_url)
-    control.conf.broker_transport_options = {"sep": ":"}  # as workers/app.py, or no reply
+    control = Celery(broker=redis_url)  # a stock client: none of leadpipe's transport options
     replies = control.control.inspect(timeout=3).active_queues() or {}
     return {q["name"] for queues in replies.values() for q in queues}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ def test_demo_runs_the_sample_leads_to_approved_emails(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "workers.cli", "demo", "--leads", str(ROOT / "samples/leads.csv")],
         cwd=tmp_path,
+        env=dict(os.environ, LEADPIPE_HOME=str(tmp_path)),  # the run's home: tmp_path/demos/…
         capture_output=True,
         text=True,
         timeout=280,

@@ -72,7 +72,14 @@ def test_enqueue_sets_campaign_strategy_and_returns_the_contract(
     )
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert set(doc) == {"batch_id", "accepted", "rejected", "rejects", "already_enqueued"}
+    assert set(doc) == {
+        "batch_id",
+        "accepted",
+        "rejected",
+        "rejects",
+        "already_enqueued",
+        "warnings",
+    }
     assert (doc["accepted"], doc["rejected"]) == (9, 1) and doc["rejects"][0]["row"] == 5
     with session_factory() as session:
         assert session.scalars(select(Campaign.strategy)).one() == "cost"
@@ -93,18 +100,21 @@ def test_without_a_redis_url_the_embedded_redis_is_started(
 ) -> None:
     import redis
 
-    from workers.cli.embedded import EMBEDDED_PORT, port_open
+    from pipeline.settings import embedded_redis_port
+    from workers.cli.embedded import port_open
 
-    if port_open("127.0.0.1", EMBEDDED_PORT):  # a developer's own embedded Redis: reuse-only
-        redis.Redis(port=EMBEDDED_PORT).shutdown(nosave=True)
+    port = embedded_redis_port(tmp_path)
+    if port_open("127.0.0.1", port):  # left over from an interrupted run of this test
+        redis.Redis(port=port).shutdown(nosave=True)
     env = {k: v for k, v in os.environ.items() if k != "LEADPIPE_REDIS_URL"}
-    env.update(LEADPIPE_DATABASE_URL=db_url, LEADPIPE_DATA_DIR=str(tmp_path))
+    env.update(LEADPIPE_DATABASE_URL=db_url, LEADPIPE_HOME=str(tmp_path))
     try:
         result = _cli(env, "enqueue", str(ROOT / "samples" / "leads.jsonl"), "--campaign", "emb")
         assert result.returncode == 0, result.stderr
-        assert f"started the embedded Redis on 127.0.0.1:{EMBEDDED_PORT}" in result.stderr
-        client = redis.Redis(port=EMBEDDED_PORT)
+        assert f"started the embedded Redis on 127.0.0.1:{port}" in result.stderr
+        client = redis.Redis(port=port)
         assert sum(client.llen(k) for k in client.keys("classify*")) == 9  # the chains wait
         assert (tmp_path / "redis" / "appendonly.aof").exists()
+        assert client.get("leadpipe:home") == str(tmp_path.resolve()).encode()
     finally:
-        redis.Redis(port=EMBEDDED_PORT).shutdown(nosave=True)
+        redis.Redis(port=port).shutdown(nosave=True)

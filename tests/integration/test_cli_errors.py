@@ -34,6 +34,8 @@ def env(db_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
         LEADPIPE_DATABASE_URL=db_url,
         LEADPIPE_REDIS_URL=redis_url,
         LEADPIPE_DATA_DIR=str(tmp_path),
+        # Providers are configured, so the only complaint is the service under test.
+        LEADPIPE_SIMULATOR_URL="http://127.0.0.1:9/v1",
         COLUMNS="60",  # a narrow terminal must not wrap the line either
     )
 

@@ -50,6 +50,7 @@ def env(
         LEADPIPE_DATABASE_URL=db_url,
         LEADPIPE_REDIS_URL=redis_url,
         LEADPIPE_DATA_DIR=str(tmp_path),
+        LEADPIPE_SIMULATOR_URL="http://127.0.0.1:9/v1",  # providers set: no readiness warning
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "pipeline" / "templates"
 EMAILS_DIR = TEMPLATES_DIR / "emails"
 
 INDUSTRIES = (

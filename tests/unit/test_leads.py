@@ -333,18 +333,22 @@ REJECTS_CSV = (
 
 def test_every_reject_reason_with_row_numbers() -> None:
     result = parse(REJECTS_CSV)
-    assert [lead.row for lead in result.leads] == [2, 16]
+    assert [lead.row for lead in result.leads] == [2, 4, 10, 12, 16]
     assert result.leads[0].notes == "two\nlines"
+    assert result.leads[1].company == "Beta" and result.leads[2].revenue_usd is None
+    assert result.leads[3].notes == "x" * 2000
+    assert [(w.row, w.reason) for w in result.warnings] == [
+        (4, "company name 'Beta' derived from beta.example"),
+        (10, "revenue '€5M' is not in US dollars; revenue ignored"),
+        (12, "notes cut from 2001 to 2000 chars"),
+    ]
     assert reasons(result) == [
-        (4, "missing company name"),
         (5, "invalid email 'bob@'"),
         (6, "invalid website 'htp:/x': scheme 'htp' is not http(s)"),
         (7, "invalid website 'javascript:alert(1)': scheme 'javascript' is not http(s)"),
         (8, "invalid website 'ftp://zeta.example': scheme 'ftp' is not http(s)"),
         (9, "employees 'lots' is not a number or range"),
-        (10, "revenue '€5M' is not in US dollars"),
         (11, "revenue 'a lot' is not a number or range"),
-        (12, "field 'notes' too long (2001 chars)"),
         (13, "7 fields, header has 6"),
         (15, "duplicate of row 2"),
     ]
@@ -400,7 +404,7 @@ def test_content_hash_is_sha256_of_identity() -> None:
 
 
 def test_every_row_rejected_is_not_a_file_error() -> None:
-    result = parse("Company,Email\n,a@a.example\n,b@b.example\n")
+    result = parse("Company,Email\n,a@gmail.com\n,b@yahoo.com\n")
     assert result.leads == []
     assert result.rejects == [
         Reject(2, "missing company name"),
@@ -422,7 +426,7 @@ def test_jsonl_bad_lines_and_blank_lines() -> None:
         "\n"
         "not json\n"
         "[1, 2]\n"
-        '{"Company": "", "Email": "b@b.example"}\n'
+        '{"Company": "", "Email": "b@gmail.com"}\n'
         '{"company": "Beta", "employees": "lots"}\r\n'
         '{"Company": "Gamma", "Website": "gamma.example"}'
     )
@@ -466,6 +470,8 @@ def test_explicit_format_overrides_extension() -> None:
 
 # --- whole-file errors --------------------------------------------------------------------
 
+NO_USABLE = "no usable column (need a company, website or email column); saw: "
+
 
 @pytest.mark.parametrize(
     ("name", "reason"),
@@ -475,7 +481,7 @@ def test_explicit_format_overrides_extension() -> None:
         ("binary.bin", "file looks binary (contains NUL bytes)"),
         (
             "no_usable_column.csv",
-            "no usable column (need a company or email column); saw: Full Name, Phone, City",
+            NO_USABLE + "Full Name, Phone, City",
         ),
     ],
 )
@@ -486,16 +492,13 @@ def test_sample_bad_files(name: str, reason: str) -> None:
     assert str(info.value) == f"{path}: {reason}"
 
 
-NO_USABLE = "no usable column (need a company or email column); saw: "
-
-
 @pytest.mark.parametrize(
     ("name", "content", "reason"),
     [
         ("blank.csv", b" \r\n\n\t\n", "file is empty"),
         ("bom.csv", b"\xef\xbb\xbf", "file is empty"),
         ("blank_rows.csv", b"Company,Email\n,\n\n", "no data rows (header only)"),
-        ("nul.csv", b"Company\nAc\x00me\n", "file looks binary (contains NUL bytes)"),
+        ("nul.csv", b"Company\nAc\x00m\x00e\n", "file looks binary (contains NUL bytes)"),
         (
             "raw.csv",
             b"\x81\x8d\x8f\x90\x9d" * 20,
@@ -534,14 +537,45 @@ def test_file_error_message_is_one_line() -> None:
     with pytest.raises(LeadFileError) as info:
         parse('"Full\nName",Phone\nAda,1\n', "odd.csv")
     assert str(info.value) == (
-        "odd.csv: no usable column (need a company or email column); saw: Full Name, Phone"
+        "odd.csv: no usable column (need a company, website or email column); saw: Full Name, Phone"
     )
 
 
-def test_oversized_csv_field_is_a_file_error() -> None:
-    text = 'Company,Notes\nAcme,"' + "x" * 200_000 + '"\n'
-    with pytest.raises(LeadFileError, match=r"^big\.csv: malformed CSV near line 2: field larger"):
-        parse(text, "big.csv")
+def test_oversized_field_or_nul_byte_rejects_only_its_row(tmp_path: Path) -> None:
+    path = tmp_path / "crm.csv"
+    rows = ["Company,Notes", 'Acme,"' + "x" * 200_000 + '"', "Be\x00ta,ok", "Gamma,fine"]
+    path.write_bytes(("\n".join(rows) + "\n").encode())
+    result = parse_lead_file(path)
+    assert [lead.company for lead in result.leads] == ["Gamma"]
+    assert reasons(result) == [
+        (2, "column 'Notes' too large (200000 chars)"),
+        (3, "column 'Company' contains a NUL byte"),
+    ]
+
+
+def test_row_with_only_a_website_or_work_email_is_a_lead() -> None:
+    text = (
+        "Company,Website,Email\n"
+        ",https://www.northwind-dental.example/,\n"
+        ",,ops@acme-freight.co.uk\n"
+        ",,someone@gmail.com\n"
+        "Other Name,northwind-dental.example,\n"
+    )
+    result = parse(text)
+    assert [(lead.row, lead.company) for lead in result.leads] == [
+        (2, "Northwind Dental"),
+        (3, "Acme Freight"),
+    ]
+    assert reasons(result) == [(4, "missing company name"), (5, "duplicate of row 2")]
+
+
+def test_formula_looking_names_are_flagged_but_kept() -> None:
+    result = parse('Company,First Name,Email\n"=HYPERLINK(""x"")",@Eve,e@acme.example\n')
+    assert [lead.company for lead in result.leads] == ['=HYPERLINK("x")']
+    assert [w.reason for w in result.warnings] == [
+        "company '=HYPERLINK(\"x\")' looks like a spreadsheet formula",
+        "first_name '@Eve' looks like a spreadsheet formula",
+    ]
 
 
 def test_text_entry_point_rejects_binary_text() -> None:

@@ -8,6 +8,7 @@ import sys
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
+import redis
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -15,6 +16,7 @@ from rich.table import Table
 from pipeline.budget import queries as budget_db
 from pipeline.budget.guard import BudgetGuard
 from pipeline.deps import Deps
+from workers.context import NoData, read_session_factory
 from workers.control import pause, queue_states, resume
 from workers.lifecycle import process_deps
 from workers.queues import ALL_QUEUES
@@ -22,6 +24,7 @@ from workers.queues import ALL_QUEUES
 budget = typer.Typer(help="Spend limits, alerts and throttle level.", no_args_is_help=True)
 queues = typer.Typer(help="Pause and resume stage queues (persisted).", no_args_is_help=True)
 out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 JsonOpt = Annotated[bool, typer.Option("--json")]
 
 
@@ -72,6 +75,9 @@ def budget_set(
     weekly: Annotated[str | None, typer.Option(help="USD per ISO week")] = None,
     monthly: Annotated[str | None, typer.Option(help="USD per month")] = None,
     campaign: Annotated[str | None, typer.Option(help="limit one campaign only")] = None,
+    resume_queues: Annotated[
+        bool, typer.Option("--resume", help="also resume the queues the budget paused")
+    ] = False,
 ) -> None:
     """Change limits; every worker applies them at once (queues stay as they are)."""
     values = {"daily": daily, "weekly": weekly, "monthly": monthly}
@@ -85,47 +91,137 @@ def budget_set(
             camp_id = budget_db.campaign_id(session, campaign)
         if camp_id is None:
             raise typer.BadParameter(f"no campaign named {campaign!r}")
-    _guard(deps).set_limits(limits, campaign_id=camp_id)
+    guard = _guard(deps)
+    guard.set_limits(limits, campaign_id=camp_id)
     out.print("limits set: " + ", ".join(f"{k} ${v}" for k, v in limits.items()))
+    scope = "global" if camp_id is None else f"campaign:{camp_id}"
+    status = guard.status(fresh=True)
+    for p in status.periods:
+        if p.scope == scope and p.window.period.value in limits and p.spent_usd >= p.limit_usd:
+            err.print(
+                f"warning: the new {p.window.period.value} limit ${p.limit_usd} is not above "
+                f"this period's spend ${p.spent_usd}: no model call runs until it resets",
+                markup=False,
+                highlight=False,
+            )
+    _budget_paused_queues(deps, resume_them=resume_queues, exhausted=status.exhausted)
 
 
-def _pending(deps: Deps, queue: str) -> int:
+def _budget_paused_queues(deps: Deps, *, resume_them: bool, exhausted: bool) -> None:
+    """Say which queues the budget left paused (a new limit does not resume them), or resume."""
+    paused = [
+        n for n, row in queue_states(deps).items() if row.paused and row.changed_by == "budget"
+    ]
+    if not paused:
+        return
+    if resume_them:
+        for name in paused:
+            resume(deps, name, by=getpass.getuser())
+        out.print(f"resumed {', '.join(paused)}")
+        if exhausted:
+            err.print("warning: the budget is still exhausted; they will pause again")
+        return
+    err.print(
+        f"queues still paused by the budget: {', '.join(paused)}; resume them with "
+        + " && ".join(f"leadpipe queues resume {n}" for n in paused)
+        + " (or run budget set again with --resume)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _pending(deps: Deps, queue: str) -> int | None:
     if deps.redis is None:
         return 0
-    # kombu's Redis priority queues: "name", then "name:1" .. "name:9".
-    names = [queue, *(f"{queue}:{i}" for i in range(1, 10))]
-    return sum(int(deps.redis.llen(n)) for n in names)
+    from workers.app import app
+
+    # kombu's Redis priority queues: "name", then "name<sep>1" .. "name<sep>9".
+    sep = app.conf.broker_transport_options.get("sep", "\x06\x16")
+    names = [queue, *(f"{queue}{sep}{i}" for i in range(1, 10))]
+    try:
+        return sum(int(deps.redis.llen(n)) for n in names)
+    except redis.RedisError:  # Redis down (or the embedded one not started): unknown
+        return None
+
+
+def _consumers() -> dict[str, int] | None:
+    """Queue -> how many live workers consume it now (what Flower shows); None: no reply."""
+    from workers.app import app
+
+    try:
+        replies = app.control.inspect(timeout=1.0).active_queues()
+    except Exception:  # no broker: the stored state is all there is to show
+        return None
+    if replies is None:
+        return None
+    counts: dict[str, int] = {}
+    for active in replies.values():
+        for queue in active:
+            counts[queue["name"]] = counts.get(queue["name"], 0) + 1
+    return counts
+
+
+def _state(paused: bool, consumers: int | None) -> str:
+    """The stored pause reconciled with the workers' live consumers (Flower can resume)."""
+    if consumers is None:
+        return "paused" if paused else "running"
+    if paused and consumers:
+        return f"paused here, but {consumers} worker(s) consume it (resumed in Flower?)"
+    if not paused and not consumers:
+        return "running (no worker consumes it)"
+    return "paused" if paused else "running"
 
 
 @queues.command("status")
 def queues_status(as_json: JsonOpt = False) -> None:
-    """Every queue: paused or not, why, by whom, since when, and messages waiting."""
+    """Every queue: paused or not (stored and as the workers consume it), why, and backlog."""
+    try:
+        read_session_factory()  # a fresh home has no queue states yet: say so, do not crash
+    except NoData as exc:
+        Console(stderr=True).print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(exc.code) from None
     deps = process_deps()
+    if deps.redis is not None:  # unreachable: one line naming LEADPIPE_REDIS_URL, exit 2 (main)
+        deps.redis.ping()
     states = queue_states(deps)
+    live = _consumers()
     rows: list[dict[str, Any]] = []
     for name in ALL_QUEUES:
         row = states.get(name)
+        consumers = None if live is None else live.get(name, 0)
+        paused = bool(row and row.paused)
         rows.append(
             {
                 "queue": name,
-                "paused": bool(row and row.paused),
+                "paused": paused,
                 "reason": row.reason if row else None,
                 "changed_by": row.changed_by if row else None,
                 "changed_at": row.changed_at.isoformat() if row else None,
                 "pending": _pending(deps, name),
+                "consumers": consumers,
+                "state": _state(paused, consumers),
             }
         )
     if as_json:
         sys.stdout.write(json.dumps({"queues": rows}) + "\n")
         return
-    table = Table("queue", "state", "pending", "since", "by", "reason")
+    table = Table("queue", "state", "consumers", "pending", "since", "by", "reason")
     for r in rows:
-        state = "[red]paused[/red]" if r["paused"] else "running"
+        state = f"[red]{r['state']}[/red]" if r["paused"] else r["state"]
         since = (r["changed_at"] or "")[:19]
         table.add_row(
-            r["queue"], state, str(r["pending"]), since, r["changed_by"] or "", r["reason"] or ""
+            r["queue"],
+            state,
+            "?" if r["consumers"] is None else str(r["consumers"]),
+            "?" if r["pending"] is None else str(r["pending"]),
+            since,
+            r["changed_by"] or "",
+            r["reason"] or "",
         )
     out.print(table)
+    if live is None:
+        out.print("no worker answered: consumers unknown (is a worker running?)")
 
 
 @queues.command("pause")

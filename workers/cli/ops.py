@@ -38,6 +38,10 @@ def worker(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     require_services(settings)  # Celery would retry a dead broker forever and look healthy
+
+    from workers.cli.doctor import database_checks, provider_check, warn_if_not_ready
+
+    warn_if_not_ready([*database_checks(settings), provider_check(settings)])
     argv = [
         "worker",
         "-Q",

@@ -10,31 +10,31 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import inspect
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.campaigns.exports import export_emails, review_decide, review_items
+from pipeline.campaigns.exports import JUDGE_METRICS, export_campaign, review_decide, review_items
 from pipeline.llm.routing import load_routing_table
 from pipeline.reporting.html import write_html_report
 from pipeline.reporting.report import build_report
 from pipeline.settings import get_settings
-from workers.context import session_factory
+from workers.context import NoData, read_session_factory, session_factory
 
 review = typer.Typer(help="The human-review queue of held emails.", no_args_is_help=True)
 # Wide enough for model names when the report goes to a file or a pipe.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 150)
 
 
-NO_DATA = (
-    "no data yet: the configured database has no leadpipe tables (nothing was enqueued into it); "
-    "start with `leadpipe enqueue FILE --campaign NAME`"
-)
+def _no_data(exc: NoData) -> typer.Exit:
+    Console(stderr=True).print(str(exc), markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(exc.code)
 
 
-def has_data(factory: sessionmaker[Session]) -> bool:
-    """Whether the database has leadpipe's tables: read-only commands never create them."""
-    with factory() as session:
-        return inspect(session.get_bind()).has_table("leads")
+def _reader() -> sessionmaker[Session]:
+    """The read-only session factory, or exit with NoData's message (no migration, no file)."""
+    try:
+        return read_session_factory()
+    except NoData as exc:
+        raise _no_data(exc) from None
 
 
 def report_document(campaign: str | None, html: Path | None = None) -> dict[str, Any]:
@@ -47,10 +47,7 @@ def report_document(campaign: str | None, html: Path | None = None) -> dict[str,
     settings = get_settings()
     table = load_routing_table(settings.routing_table)
     catalog = table.catalog
-    factory = session_factory()
-    if not has_data(factory):
-        raise LookupError(NO_DATA)
-    with factory() as session:
+    with read_session_factory()() as session:
         if html is not None:
             limit = settings.budget.daily_usd
             write_html_report(
@@ -132,6 +129,8 @@ def report(
     """Calls, cost per stage and model, savings against the all-premium baseline."""
     try:
         doc = report_document(campaign, html)
+    except NoData as exc:
+        raise _no_data(exc) from None
     except LookupError as exc:
         Console(stderr=True).print(f"error: {exc}")
         raise typer.Exit(1) from None
@@ -149,20 +148,33 @@ def export(
     """The approved emails of a campaign, ready for a sending tool."""
     if fmt not in ("csv", "jsonl"):
         raise typer.BadParameter("--format must be csv or jsonl")
-    with session_factory(migrate=True)() as session:
-        text, count = export_emails(session, campaign=campaign, fmt=fmt)
+    with _reader()() as session:
+        result = export_campaign(session, campaign=campaign, fmt=fmt)
+    err = Console(stderr=True)
     if out_file is None:
-        sys.stdout.write(text)
+        sys.stdout.write(result.text)
     else:
         out_file.parent.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(text, encoding="utf-8")
-        Console(stderr=True).print(f"wrote {count} approved email(s) to {out_file}")
+        out_file.write_text(result.text, encoding="utf-8")
+        err.print(f"wrote {result.count} approved email(s) to {out_file}", markup=False)
+    if result.duplicates:
+        err.print(
+            f"suppressed {len(result.duplicates)} repeat(s) of a recipient already in this "
+            f"campaign: {', '.join(sorted(set(result.duplicates)))}",
+            markup=False,
+        )
+    if result.undeliverable:
+        err.print(
+            f"left out {len(result.undeliverable)} approved email(s) with no deliverable "
+            f"address (lead ids {', '.join(map(str, result.undeliverable))})",
+            markup=False,
+        )
 
 
 @review.command("list")
 def review_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Emails waiting for a human decision."""
-    with session_factory(migrate=True)() as session:
+    with _reader()() as session:
         items = review_items(session)
     if as_json:
         sys.stdout.write(json.dumps(items) + "\n")
@@ -175,26 +187,61 @@ def review_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 
 
 @review.command("show")
-def review_show(item_id: int) -> None:
-    """One held email in full."""
-    with session_factory(migrate=True)() as session:
+def review_show(item_id: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """One held email in full: recipient, subject, body, judge scores and feedback."""
+    with _reader()() as session:
         items = [i for i in review_items(session, status=None) if i["id"] == item_id]
     if not items:
         raise typer.BadParameter(f"no review item {item_id}")
-    sys.stdout.write(json.dumps(items[0], indent=2) + "\n")
+    if as_json:
+        sys.stdout.write(json.dumps(items[0], indent=2) + "\n")
+        return
+    print_review_item(items[0])
+
+
+def print_review_item(item: dict[str, Any], console: Console = out) -> None:
+    """A held email as an operator reads it (every lead field printed as plain text)."""
+    name = f"{item['recipient_name']} " if item["recipient_name"] else ""
+    lines = [
+        f"review #{item['id']} ({item['status']}), lead {item['lead_id']}, {item['company']}",
+        f"To:      {name}<{item['recipient'] or 'no email address'}>",
+        f"Subject: {item['subject']}",
+        "",
+        item["body"].rstrip(),
+        "",
+        f"Held because: {item['reason']}",
+        "Judge: "
+        + ", ".join(f"{k} {_score(item['scores'].get(k))}" for k in (*JUDGE_METRICS, "overall"))
+        + (f" (gate {item['gate']})" if item["gate"] is not None else ""),
+        f"Feedback: {item['feedback'] or '(none)'}",
+        f"Model: {item['model']}",
+    ]
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
+
+
+def _score(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, int | float) else "-"
+
+
+def _decide(item_id: int, *, approve: bool, by: str) -> None:
+    verb = "approved" if approve else "rejected"
+    try:
+        with session_factory(migrate=True)() as session, session.begin():
+            changed = review_decide(session, item_id, approve=approve, by=by)
+    except LookupError as exc:
+        Console(stderr=True).print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    out.print(f"{verb} #{item_id}" if changed else f"#{item_id} was already {verb}")
 
 
 @review.command("approve")
 def review_approve(item_id: int, by: Annotated[str, typer.Option()] = "ops") -> None:
-    """Approve a held email (it is exported from then on)."""
-    with session_factory(migrate=True)() as session, session.begin():
-        review_decide(session, item_id, approve=True, by=by)
-    out.print(f"approved #{item_id}")
+    """Approve a held email (it is exported from then on); approving again is harmless."""
+    _decide(item_id, approve=True, by=by)
 
 
 @review.command("reject")
 def review_reject(item_id: int, by: Annotated[str, typer.Option()] = "ops") -> None:
-    """Reject a held email (it is never exported)."""
-    with session_factory(migrate=True)() as session, session.begin():
-        review_decide(session, item_id, approve=False, by=by)
-    out.print(f"rejected #{item_id}")
+    """Reject a held email (it is never exported); rejecting again is harmless."""
+    _decide(item_id, approve=False, by=by)
