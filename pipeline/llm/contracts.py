@@ -150,9 +150,24 @@ def contract_for(stage: Stage) -> type[Contract]:
     return CONTRACTS[stage]
 
 
+# Length and item-count limits stay in our validation only: a grammar-constrained server
+# (llama.cpp) compiles ``maxLength: 10000`` into a grammar too large to parse, and then fails.
+_LOCAL_ONLY = frozenset({"maxLength", "minLength", "maxItems", "minItems"})
+
+
 def json_schema(contract: type[Contract]) -> dict[str, Any]:
-    """The JSON schema sent as ``response_format`` (and shown in prompts where unsupported)."""
-    return contract.model_json_schema()
+    """The JSON schema sent as ``response_format`` (and shown in prompts where unsupported):
+    the contract's keys, types, enums and numeric ranges, without length limits."""
+    schema: dict[str, Any] = _without_lengths(contract.model_json_schema())
+    return schema
+
+
+def _without_lengths(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_lengths(v) for k, v in node.items() if k not in _LOCAL_ONLY}
+    if isinstance(node, list):
+        return [_without_lengths(v) for v in node]
+    return node
 
 
 def extract_json(text: str) -> dict[str, Any] | None:
