@@ -14,7 +14,15 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from db.enums import Stage
 from pipeline.logs import mask_secrets
@@ -45,11 +53,12 @@ def _lower(value: object) -> object:
     return value.strip().lower().replace("-", "_") if isinstance(value, str) else value
 
 
-def _stripped(value: object) -> object:
-    return value.strip() if isinstance(value, str) else value
+def _text(min_length: int = 1, max_length: int | None = None) -> Any:
+    """A string, stripped, with length limits in characters (said so in validation errors)."""
+    return StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length)
 
 
-Text = Annotated[str, BeforeValidator(_stripped), Field(min_length=1)]
+Text = Annotated[str, _text()]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -78,7 +87,7 @@ class ScoreAnswer(Contract):
 class AnalyzeAnswer(Contract):
     """Analyze: a non-empty summary of the site, and lists of short strings."""
 
-    summary: Annotated[str, BeforeValidator(_stripped), Field(min_length=20)]
+    summary: Annotated[str, _text(20)]
     products: list[str] = Field(default_factory=list)
     pain_points: list[str] = Field(default_factory=list)
     tech_signals: list[str] = Field(default_factory=list)
@@ -104,8 +113,8 @@ class DemoAnswer(Contract):
 class DraftAnswer(Contract):
     """Personalize: a one-line subject and a plain-text body (no JSON, no template syntax)."""
 
-    subject: Annotated[str, BeforeValidator(_stripped), Field(min_length=3, max_length=200)]
-    body: Annotated[str, BeforeValidator(_stripped), Field(min_length=40, max_length=10_000)]
+    subject: Annotated[str, _text(3, 200)]
+    body: Annotated[str, _text(40, 10_000)]
 
     @field_validator("subject")
     @classmethod
