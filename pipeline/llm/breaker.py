@@ -44,12 +44,19 @@ class CircuitBreaker:
             log.warning("circuit_opened", model=ref, failures=count, cooldown_s=self.cooldown_s)
 
     def trip(self, ref: str, *, reason: str, cooldown_s: int = 600) -> None:
-        """Open the breaker at once: the model refused us in a way every call would repeat
-        (401, 403, 404), so a retried task must not spend another attempt on it."""
+        """Take the model out at once: it refused us in a way every call would repeat (401,
+        403, 404), so a retried task must not spend another attempt on it."""
         if self.redis is None:
             return
-        self.redis.set(f"breaker:open:{ref}", 1, ex=cooldown_s)
+        self.redis.set(f"breaker:refused:{ref}", reason[:500], ex=cooldown_s)
         log.warning("circuit_tripped", model=ref, reason=reason, cooldown_s=cooldown_s)
+
+    def refused(self, ref: str) -> str | None:
+        """Why ``ref`` refused us recently (a permanent condition), or None."""
+        if self.redis is None:
+            return None
+        reason = self.redis.get(f"breaker:refused:{ref}")
+        return reason.decode() if isinstance(reason, bytes) else None
 
     def success(self, ref: str) -> None:
         """A success resets the failure count."""

@@ -14,7 +14,15 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from db.enums import Stage
 from pipeline.logs import mask_secrets
@@ -45,11 +53,12 @@ def _lower(value: object) -> object:
     return value.strip().lower().replace("-", "_") if isinstance(value, str) else value
 
 
-def _stripped(value: object) -> object:
-    return value.strip() if isinstance(value, str) else value
+def _text(min_length: int = 1, max_length: int | None = None) -> Any:
+    """A string, stripped, with length limits in characters (said so in validation errors)."""
+    return StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length)
 
 
-Text = Annotated[str, BeforeValidator(_stripped), Field(min_length=1)]
+Text = Annotated[str, _text()]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -78,7 +87,7 @@ class ScoreAnswer(Contract):
 class AnalyzeAnswer(Contract):
     """Analyze: a non-empty summary of the site, and lists of short strings."""
 
-    summary: Annotated[str, BeforeValidator(_stripped), Field(min_length=20)]
+    summary: Annotated[str, _text(20)]
     products: list[str] = Field(default_factory=list)
     pain_points: list[str] = Field(default_factory=list)
     tech_signals: list[str] = Field(default_factory=list)
@@ -104,8 +113,8 @@ class DemoAnswer(Contract):
 class DraftAnswer(Contract):
     """Personalize: a one-line subject and a plain-text body (no JSON, no template syntax)."""
 
-    subject: Annotated[str, BeforeValidator(_stripped), Field(min_length=3, max_length=200)]
-    body: Annotated[str, BeforeValidator(_stripped), Field(min_length=40, max_length=10_000)]
+    subject: Annotated[str, _text(3, 200)]
+    body: Annotated[str, _text(40, 10_000)]
 
     @field_validator("subject")
     @classmethod
@@ -150,9 +159,24 @@ def contract_for(stage: Stage) -> type[Contract]:
     return CONTRACTS[stage]
 
 
+# Length and item-count limits stay in our validation only: a grammar-constrained server
+# (llama.cpp) compiles ``maxLength: 10000`` into a grammar too large to parse, and then fails.
+_LOCAL_ONLY = frozenset({"maxLength", "minLength", "maxItems", "minItems"})
+
+
 def json_schema(contract: type[Contract]) -> dict[str, Any]:
-    """The JSON schema sent as ``response_format`` (and shown in prompts where unsupported)."""
-    return contract.model_json_schema()
+    """The JSON schema sent as ``response_format`` (and shown in prompts where unsupported):
+    the contract's keys, types, enums and numeric ranges, without length limits."""
+    schema: dict[str, Any] = _without_lengths(contract.model_json_schema())
+    return schema
+
+
+def _without_lengths(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_lengths(v) for k, v in node.items() if k not in _LOCAL_ONLY}
+    if isinstance(node, list):
+        return [_without_lengths(v) for v in node]
+    return node
 
 
 def extract_json(text: str) -> dict[str, Any] | None:

@@ -134,9 +134,7 @@ class _ChainRun:
         if provider is None:
             self.errors.append(f"{route.ref}: provider not configured")
             return None
-        if self.deps.breaker is not None and self.deps.breaker.is_open(route.ref):
-            self.errors.append(f"{route.ref}: circuit open")
-            self.transient = True
+        if self._skipped(route):
             return None
         outcome = self._attempt(provider, route, self.prompt)
         if not isinstance(outcome, _Invalid) or self.contract is None:
@@ -144,6 +142,21 @@ class _ChainRun:
         repair = repair_prompt(self.prompt, self.contract, outcome.text, outcome.errors)
         repaired = self._attempt(provider, route, repair)
         return repaired if isinstance(repaired, GatewayResult) else None
+
+    def _skipped(self, route: Route) -> bool:
+        """A model that refused us recently (permanent) or whose breaker is open (transient)."""
+        breaker = self.deps.breaker
+        if breaker is None:
+            return False
+        refused = breaker.refused(route.ref)
+        if refused is not None:
+            self.errors.append(f"{route.ref}: refused recently: {refused}")
+            return True
+        if breaker.is_open(route.ref):
+            self.errors.append(f"{route.ref}: circuit open")
+            self.transient = True
+            return True
+        return False
 
     def _attempt(
         self, provider: LLMProvider, route: Route, prompt: Prompt

@@ -156,6 +156,9 @@ def test_401_costs_one_attempt_per_model_and_the_key_never_leaks(deps: Deps) -> 
         beta.answers.append(json.dumps(GOOD))
         call_model(routed, CallContext(Stage.SCORE, None, "run-2", None), PROMPT, [A, B])
         assert len(alpha.bodies) == 1 and len(rows(deps)) == 3
+        with pytest.raises(NoValidAnswer, match="refused recently"):  # no Celery retries
+            call_model(routed, CallContext(Stage.SCORE, None, "run-4", None), PROMPT, [A])
+        assert len(alpha.bodies) == 1
         with pytest.raises(NoValidAnswer):  # only refusing models left: permanent, no retry
             call_model(
                 scripted(deps, alpha=Script(403)),
