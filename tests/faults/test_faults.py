@@ -9,20 +9,26 @@ key paid twice, and the provider's successful answers equal the ledger's paid ro
 
 from __future__ import annotations
 
+import functools
+import subprocess
 import time
 
 import pytest
 import redis
 from sqlalchemy import text
 
-from tests.faults.conftest import LEADS, FaultStack
+from tests.faults.conftest import LEADS, ROOT, FaultStack
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(600)]
 BATCH_TIMEOUT_S = 360
+REPORT = ROOT / ".leadpipe" / "reliability.md"
 
 
 def _report(fault: str, totals: dict[str, int], recovered_s: float) -> None:
-    print(f"RELIABILITY | {fault} | {totals['leads']} | 0 | 0 | {recovered_s:.0f} s")
+    """Append a README table row to .leadpipe/reliability.md (the numbers this run measured)."""
+    REPORT.parent.mkdir(exist_ok=True)
+    with REPORT.open("a", encoding="utf-8") as fh:
+        fh.write(f"| {fault} | {totals['leads']} | 0 | 0 | {recovered_s:.0f} s |\n")
 
 
 def _running_owned_by(stack: FaultStack, pid: int, stage: str | None = None) -> list[int]:
@@ -45,6 +51,19 @@ def _finished(stack: FaultStack, ids: list[int]) -> bool:
     return int(rows) == len(ids)
 
 
+def _wait_for_worker_running(
+    stack: FaultStack, workers: list[subprocess.Popen[bytes]], stage: str
+) -> subprocess.Popen[bytes]:
+    """The first worker seen running ``stage`` (polled every 0.1 s)."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        for proc in workers:
+            if _running_owned_by(stack, proc.pid, stage):
+                return proc
+        time.sleep(0.1)
+    raise AssertionError(f"no worker was seen running {stage}")
+
+
 def _wait_progress(stack: FaultStack, share: float) -> None:
     stack.wait_until(f"{share:.0%} of the leads", lambda: stack.done() >= LEADS * share, 240)
 
@@ -55,24 +74,15 @@ def test_kill_9_during_analyze_personalize_and_judge(fault_stack: FaultStack) ->
     stack.enqueue()
     slowest = 0.0
     for stage in ("analyze", "personalize", "judge"):
-        victim_rows: list[int] = []
-
-        def caught(stage: str = stage) -> bool:
-            for proc in workers:
-                victim_rows[:] = _running_owned_by(stack, proc.pid, stage)
-                if victim_rows:
-                    workers.remove(proc)
-                    workers.insert(0, proc)
-                    return True
-            return False
-
-        stack.wait_until(f"a worker running {stage}", caught, 240)
-        victim = workers.pop(0)
+        victim = _wait_for_worker_running(stack, workers, stage)
+        workers.remove(victim)
         held = _running_owned_by(stack, victim.pid)  # everything it was running
         killed_at = time.monotonic()
         stack.kill_worker(victim)
         workers.append(stack.start_worker())  # the operator (or systemd) restarts it
-        stack.wait_until(f"the {stage} work of the killed worker", lambda: _finished(stack, held))
+        stack.wait_until(
+            f"the {stage} work of the killed worker", functools.partial(_finished, stack, held)
+        )
         slowest = max(slowest, time.monotonic() - killed_at)
     stack.wait_all_done(BATCH_TIMEOUT_S)
     totals = stack.assert_nothing_lost_or_paid_twice()
