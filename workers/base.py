@@ -16,16 +16,23 @@ from typing import Any
 import structlog
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
+from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from db.enums import Stage
 from pipeline.budget.guard import BudgetRefused
-from pipeline.liveness import OWNER, is_transient, worker_id
+from pipeline.liveness import OWNER, worker_id
+from pipeline.liveness import is_transient as _infra_transient
 from pipeline.settings import get_settings
 from pipeline.stages._common import mark_failed, mark_parked, release
 from workers.lifecycle import process_deps
 
 log = structlog.get_logger(__name__)
 PARK_AFTER_RETRIES = 6
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Database and Redis blips, and the broker being unreachable when a task publishes."""
+    return isinstance(exc, BrokerUnreachable) or _infra_transient(exc)
 
 
 def backoff_s(retries: int, cap_s: int, base_s: float = 5.0) -> float:

@@ -11,6 +11,7 @@ Heartbeats, leases, retry windows, the visibility timeout and the lost-chain age
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -130,41 +131,97 @@ class RedisServer:
             self.proc = None
 
 
+class Outage:
+    """A TCP front for the provider that can go down: refused connections, live ones cut.
+
+    Stopping the simulator itself would not do: its keep-alive connections keep being served.
+    """
+
+    def __init__(self, port: int, upstream: int) -> None:
+        self.port, self.upstream = port, upstream
+        self.listener: socket.socket | None = None
+        self.conns: set[socket.socket] = set()
+        self.lock = threading.Lock()
+
+    def up(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(128)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self) -> None:
+        with self.lock:
+            listener, self.listener = self.listener, None
+            conns, self.conns = self.conns, set()
+        if listener is not None:
+            listener.close()
+        for conn in conns:
+            conn.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream))
+            with self.lock:
+                self.conns.update((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
 @dataclass
 class Provider:
-    """The simulator on a fixed port; it can go down and come back, its counts kept."""
+    """The simulator behind an ``Outage`` front; its counters are what a provider would bill."""
 
-    port: int
-    server: SimulatorServer | None = None
-    answered: Counter[str] = field(default_factory=Counter)
+    server: SimulatorServer
+    front: Outage
+
+    @classmethod
+    def start(cls, **config: float) -> Provider:
+        cfg = SimulatorConfig(latency_scale=0.05, seed=11, **config)  # type: ignore[arg-type]
+        server = SimulatorServer(host="127.0.0.1", port=0, config=cfg)
+        server.start()
+        front = Outage(free_port(), int(server.url.split(":")[2].split("/")[0]))
+        front.up()
+        return cls(server, front)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://127.0.0.1:{self.front.port}/v1"
 
-    def start(self, **config: float) -> None:
-        cfg = SimulatorConfig(latency_scale=0.05, seed=11, **config)  # type: ignore[arg-type]
-        self.server = SimulatorServer(host="127.0.0.1", port=self.port, config=cfg)
-        self.server.start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.answered.update(self.counts())
-            self.server.stop()
-            self.server = None
-
-    def counts(self) -> Counter[str]:
-        """Responses by HTTP status of the running instance."""
-        if self.server is None:
-            return Counter()
+    def configure(self, **changes: float) -> None:
         import httpx
 
-        stats = httpx.get(self.url.removesuffix("/v1") + "/_sim/stats", timeout=10).json()
-        return Counter({str(k): int(v) for k, v in stats["by_status"].items()})
+        base = self.server.url.removesuffix("/v1")
+        httpx.post(base + "/_sim/config", json=changes, timeout=10).raise_for_status()
 
     def paid(self) -> int:
-        """Successful answers over every instance: what a real provider would bill."""
-        return (self.answered + self.counts())["200"]
+        """Successful answers: what a real provider would bill."""
+        import httpx
+
+        base = self.server.url.removesuffix("/v1")
+        stats = httpx.get(base + "/_sim/stats", timeout=10).json()
+        return int(stats["by_status"].get("200", 0))
+
+    def stop(self) -> None:
+        self.front.down()
+        self.server.stop()
 
 
 @dataclass
@@ -300,8 +357,7 @@ def fault_stack(pg_cluster: Postgres, tmp_path: Path) -> Iterator[FaultStack]:
     (tmp_path / "redis").mkdir()
     rds = RedisServer(tmp_path / "redis", free_port())
     rds.start()
-    provider = Provider(free_port())
-    provider.start()
+    provider = Provider.start()
     sites = site_server()
     threading.Thread(target=sites.serve_forever, daemon=True).start()
     site = f"127.0.0.1:{sites.server_address[1]}"

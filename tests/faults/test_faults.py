@@ -131,9 +131,9 @@ def test_provider_down_for_20_seconds(fault_stack: FaultStack) -> None:
     stack.start_worker(), stack.start_worker()
     stack.enqueue()
     _wait_progress(stack, 0.2)
-    stack.provider.stop()
+    stack.provider.front.down()  # connections refused, calls in flight cut
     time.sleep(20)
-    stack.provider.start()
+    stack.provider.front.up()
     back = time.monotonic()
     stack.wait_all_done(BATCH_TIMEOUT_S)
     totals = stack.assert_nothing_lost_or_paid_twice()
@@ -142,8 +142,7 @@ def test_provider_down_for_20_seconds(fault_stack: FaultStack) -> None:
 
 def test_provider_answering_30_percent_errors(fault_stack: FaultStack) -> None:
     stack = fault_stack
-    stack.provider.stop()
-    stack.provider.start(error_rate=0.3, timeout_s=2.0)
+    stack.provider.configure(error_rate=0.3, timeout_s=2.0)
     stack.start_worker(), stack.start_worker()
     started = time.monotonic()
     stack.enqueue()
