@@ -11,6 +11,7 @@ lead is *parked* (reason on its stage row) and retried every ``retry_backoff_max
 from __future__ import annotations
 
 import random
+import uuid
 from typing import Any
 
 import structlog
@@ -46,7 +47,8 @@ class PipelineTask(Task):  # type: ignore[type-arg]
     max_retries = None  # transient errors never exhaust: the lead is parked instead
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        token = OWNER.set(f"{worker_id()}/{self.request.id}")
+        # One owner per execution: two copies of one message (same task id) never share a lease.
+        token = OWNER.set(f"{worker_id()}/{self.request.id}/{uuid.uuid4().hex[:8]}")
         try:
             return super().__call__(*args, **kwargs)
         except (Retry, Ignore, Reject):
