@@ -295,8 +295,13 @@ class FaultStack:
                 raise AssertionError(f"timed out waiting for {what}")
             time.sleep(0.2)
 
-    def assert_nothing_lost_or_paid_twice(self) -> dict[str, int]:
-        """0 leads lost or failed, one paid answer per journal key, provider 200s = ledger."""
+    def assert_nothing_lost_or_paid_twice(self, in_flight_killed: int = 0) -> dict[str, int]:
+        """0 leads lost or failed, one paid answer per journal key, provider 200s = ledger.
+
+        ``in_flight_killed``: calls a kill -9 may have cut between the provider's answer and the
+        journal write (at most the killed workers' threads). The provider billed them and the
+        retried stage called again: README's "remaining window", reported, never hidden.
+        """
         statuses = self.statuses()
         assert sum(statuses.values()) == LEADS, statuses
         assert statuses.get(LeadStatus.FAILED.value, 0) == 0, statuses
@@ -314,8 +319,13 @@ class FaultStack:
                 .where(LLMCall.cache_hit.is_(False), LLMCall.prompt_tokens > 0)
             )
         assert paid_twice == []
-        assert self.provider.paid() == ledger_paid, (self.provider.paid(), ledger_paid)
-        return {"leads": sum(statuses.values()), "paid": int(ledger_paid or 0)}
+        unrecorded = self.provider.paid() - int(ledger_paid or 0)
+        assert 0 <= unrecorded <= in_flight_killed, (self.provider.paid(), ledger_paid)
+        return {
+            "leads": sum(statuses.values()),
+            "paid": int(ledger_paid or 0),
+            "unrecorded": unrecorded,
+        }
 
 
 @pytest.fixture(scope="session")
