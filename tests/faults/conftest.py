@@ -319,6 +319,9 @@ class FaultStack:
                 .where(LLMCall.cache_hit.is_(False), LLMCall.prompt_tokens > 0)
             )
         assert paid_twice == []
+        # Item 6: no reservation outlives its task, a killed one's included (no 15-min leak).
+        leaked = redis.Redis.from_url(self.redis.url).hlen("leadpipe:budget:resv")
+        assert leaked == 0, f"{leaked} budget reservations still open"
         unrecorded = self.provider.paid() - int(ledger_paid or 0)
         assert 0 <= unrecorded <= in_flight_killed, (self.provider.paid(), ledger_paid)
         return {
