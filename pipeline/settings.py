@@ -137,8 +137,10 @@ class Settings(BaseSettings):
     lost_chain_after_s: int = 60
     """An unfinished lead idle this long with no message in the broker is sent again (a Redis
     restarted empty or flushed); a lead waiting in a backlog has a message and is left alone."""
-    retry_backoff_max_s: int = 300
-    """Longest wait between two retries of a transient error (an outage parks the lead)."""
+    retry_backoff_max_s: int = 60
+    """Longest wait between two retries of a transient error: a parked lead (every model down,
+    the database away) tries again this often, so it resumes within a minute of the fix; a
+    retry with every circuit open costs one message and no provider call."""
     log_json: bool = False
     metrics_port: int | None = 9808
     """Prometheus ``/metrics`` port of each worker's main process; None or 0 turns it off."""

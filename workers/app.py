@@ -15,6 +15,8 @@ def make_app() -> Celery:
     celery = Celery(
         "leadpipe",
         broker=broker,
+        # kombu's Redis transport with a worker-killing close-time bug fixed (see the module).
+        broker_transport="workers.broker_transport:Transport",
         include=[
             "workers.tasks",
             "workers.campaign_tasks",

@@ -11,15 +11,18 @@ lead is *parked* (reason on its stage row) and retried every ``retry_backoff_max
 from __future__ import annotations
 
 import random
+import uuid
 from typing import Any
 
 import structlog
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
+from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from db.enums import Stage
 from pipeline.budget.guard import BudgetRefused
-from pipeline.liveness import OWNER, is_transient, worker_id
+from pipeline.liveness import OWNER, worker_id
+from pipeline.liveness import is_transient as _infra_transient
 from pipeline.settings import get_settings
 from pipeline.stages._common import mark_failed, mark_parked, release
 from workers.identity import refuse_foreign
@@ -27,6 +30,11 @@ from workers.lifecycle import process_deps
 
 log = structlog.get_logger(__name__)
 PARK_AFTER_RETRIES = 6
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Database and Redis blips, and the broker being unreachable when a task publishes."""
+    return isinstance(exc, BrokerUnreachable) or _infra_transient(exc)
 
 
 def backoff_s(retries: int, cap_s: int, base_s: float = 5.0) -> float:
@@ -41,7 +49,8 @@ class PipelineTask(Task):  # type: ignore[type-arg]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         refuse_foreign(self.request, self.name)  # issue 13: another database's lead never runs
-        token = OWNER.set(f"{worker_id()}/{self.request.id}")
+        # One owner per execution: two copies of one message (same task id) never share a lease.
+        token = OWNER.set(f"{worker_id()}/{self.request.id}/{uuid.uuid4().hex[:8]}")
         try:
             return super().__call__(*args, **kwargs)
         except (Retry, Ignore, Reject):

@@ -51,7 +51,8 @@ def held_tags() -> list[str]:
             ]
         except RuntimeError:  # a set changed size while another thread added a request
             continue
-        tags = {str(r.delivery_info.get("delivery_tag")) for r in requests if r.delivery_info}
+        # Request.delivery_info leaves the tag out; the kombu message carries it.
+        tags = {str(getattr(r.message, "delivery_tag", None)) for r in requests}
         return sorted(tags - {"None"})
     return []
 
