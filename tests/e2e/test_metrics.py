@@ -85,7 +85,7 @@ def test_worker_serves_metrics_that_match_the_ledger(
     # Not consumed by this worker: a waiting backlog (two priority lists) and a paused queue.
     broker = redis.Redis.from_url(redis_url)
     broker.lpush("batch", "m1", "m2")
-    broker.lpush("batch:5", "m3")
+    broker.lpush("batch\x06\x165", "m3")  # kombu's priority list: name, separator, step
     with session_factory() as session, session.begin():
         session.add(QueueState(queue="batch", paused=True, reason="test", changed_by="test"))
     enq = stack.cli("enqueue", str(leads), "--campaign", "metrics", "--json")
