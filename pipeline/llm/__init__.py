@@ -1,5 +1,5 @@
-"""The only path to a model: gateway, routing table (``routing.toml``), prices, response cache,
-circuit breaker, prompts and the HTTP providers.
+"""The only path to a model: gateway, answer contracts (``contracts.py``), routing table
+(``routing.toml``), prices, response cache, circuit breaker, prompts and the HTTP providers.
 
 May import ``budget`` (reservations) and ``db``; only ``llm/providers`` imports httpx.
 """
