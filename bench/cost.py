@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.leadgen import site_server, write_leads  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
-from db.models import Lead, StageResult  # noqa: E402
+from db.models import Lead, LLMCall, StageResult  # noqa: E402
 from db.session import make_engine, make_session_factory  # noqa: E402
 from pipeline.campaigns.batches import TERMINAL  # noqa: E402
 from pipeline.llm.catalog import BASELINE_REF  # noqa: E402
@@ -85,7 +85,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     upgrade(db_url)
     csv_path = workdir / "leads.csv"
     write_leads(csv_path, count=args.leads, share_enterprise=0.3, seed=args.seed)
-    sim = SimulatorServer(config=SimulatorConfig(latency_scale=args.latency_scale, seed=args.seed))
+    sim_config = SimulatorConfig(
+        latency_scale=args.latency_scale, seed=args.seed, quality=args.quality
+    )
+    sim = SimulatorServer(config=sim_config)
     sim.start()
     sites = site_server()
     threading.Thread(target=sites.serve_forever, daemon=True).start()
@@ -169,9 +172,22 @@ def summarise(
             or 0
         )
         tiers = dict(session.execute(select(Lead.tier, func.count()).group_by(Lead.tier)).all())
+        ledger = dict(
+            session.execute(select(LLMCall.status, func.count()).group_by(LLMCall.status)).all()
+        )
+        repairs = session.scalar(
+            select(func.count()).select_from(LLMCall).where(LLMCall.prompt_version.like("%+fix"))
+        )
+        statuses = dict(session.execute(select(Lead.status, func.count()).group_by(Lead.status)))
     classify = report["by_stage"].get("classify", {})
     return {
         "leads": accepted,
+        "approved": report.get("approved"),
+        "held": report.get("held"),
+        "parked": report.get("parked"),
+        "lead_statuses": statuses,
+        "ledger_statuses": ledger,
+        "repair_calls": repairs or 0,
         "judged": judged,
         "tiers": tiers,
         "completed": report["completed"],
@@ -196,11 +212,18 @@ def summarise(
             "concurrency": args.concurrency,
             "latency_scale": args.latency_scale,
             "seed": args.seed,
+            "simulator_quality": args.quality,
         },
     }
 
 
 def print_table(doc: dict[str, Any]) -> None:
+    print(
+        f"leads {doc['leads']}: approved {doc['approved']}, held {doc['held']}, "
+        f"parked {doc['parked']}, failed {doc['failed']} (simulator quality "
+        f"{doc['settings']['simulator_quality']})"
+    )
+    print(f"ledger rows by status {doc['ledger_statuses']}; repair calls {doc['repair_calls']}")
     floors = [
         (
             "savings vs all-Sonnet-4 (same calls)",
@@ -249,12 +272,16 @@ def main() -> None:
     parser.add_argument("--latency-scale", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument(
+        "--quality", choices=["good", "weak"], default="good", help="simulator answer quality"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     doc = run(args)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "cost.json").write_text(json.dumps(doc, indent=2) + "\n")
+    name = "cost.json" if args.quality == "good" else f"cost-{args.quality}.json"
+    (out / name).write_text(json.dumps(doc, indent=2) + "\n")
     if args.json:
         sys.stdout.write(json.dumps(doc) + "\n")
     else:
