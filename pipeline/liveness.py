@@ -11,6 +11,7 @@ stages need no extra argument and ``release`` only ever touches the caller's own
 from __future__ import annotations
 
 import contextvars
+import json
 import os
 import socket
 import uuid
@@ -25,7 +26,11 @@ if TYPE_CHECKING:
     from redis import Redis
 
 HEARTBEAT_PREFIX = "leadpipe:hb:"
-"""``leadpipe:hb:<worker id>`` holds the delivery tags that worker holds (JSON), with a TTL."""
+"""``leadpipe:hb:<worker id>``: JSON ``{"tags": [...], "owners": [...]}`` with a TTL: the
+delivery tags that worker holds and the owner strings of the executions running in it."""
+
+RUNNING: set[str] = set()
+"""Owner strings of the task executions running in this process (published by the heartbeat)."""
 
 PARKED_PREFIX = "parked: "
 """Starts the ``error`` of a lead waiting out an outage (it stays running; ``leadpipe retry``)."""
@@ -63,9 +68,20 @@ def heartbeat_key(worker: str) -> str:
     return f"{HEARTBEAT_PREFIX}{worker}"
 
 
-def is_alive(client: Redis, owner: str) -> bool:
-    """True while the worker behind ``owner`` keeps its heartbeat fresh."""
-    return bool(client.exists(heartbeat_key(owner_worker(owner))))
+def is_running(client: Redis, owner: str) -> bool:
+    """True while the execution ``owner`` still runs in a live worker.
+
+    A worker that died stops its heartbeat; an execution that ended (even one whose lease
+    release failed because the database was away) leaves the worker's published set.
+    """
+    worker = owner_worker(owner)
+    if worker == worker_id():
+        return owner in RUNNING
+    raw = client.get(heartbeat_key(worker))
+    if raw is None:
+        return False
+    published = json.loads(raw)
+    return isinstance(published, dict) and owner in published.get("owners", ())
 
 
 def is_transient(exc: BaseException) -> bool:

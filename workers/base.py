@@ -21,7 +21,7 @@ from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from db.enums import Stage
 from pipeline.budget.guard import BudgetRefused
-from pipeline.liveness import OWNER, worker_id
+from pipeline.liveness import OWNER, RUNNING, worker_id
 from pipeline.liveness import is_transient as _infra_transient
 from pipeline.settings import get_settings
 from pipeline.stages._common import mark_failed, mark_parked, release
@@ -50,7 +50,9 @@ class PipelineTask(Task):  # type: ignore[type-arg]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         refuse_foreign(self.request, self.name)  # issue 13: another database's lead never runs
         # One owner per execution: two copies of one message (same task id) never share a lease.
-        token = OWNER.set(f"{worker_id()}/{self.request.id}/{uuid.uuid4().hex[:8]}")
+        owner = f"{worker_id()}/{self.request.id}/{uuid.uuid4().hex[:8]}"
+        token = OWNER.set(owner)
+        RUNNING.add(owner)
         try:
             return super().__call__(*args, **kwargs)
         except (Retry, Ignore, Reject):
@@ -68,6 +70,7 @@ class PipelineTask(Task):  # type: ignore[type-arg]
             self._retry_later(kwargs, exc)
             raise Ignore() from exc
         finally:
+            RUNNING.discard(owner)
             OWNER.reset(token)
 
     def _stage(self) -> Stage:

@@ -27,7 +27,7 @@ import structlog
 from celery.signals import worker_ready
 from celery.worker import state as worker_state
 
-from pipeline.liveness import heartbeat_key, is_transient, owner_worker, worker_id
+from pipeline.liveness import RUNNING, heartbeat_key, is_transient, owner_worker, worker_id
 from pipeline.settings import get_settings
 from workers.app import app
 from workers.lifecycle import process_deps
@@ -59,7 +59,8 @@ def held_tags() -> list[str]:
 
 def beat_once(client: Any, ttl_s: int) -> None:
     """Publish this worker's heartbeat and the tags it holds."""
-    client.set(heartbeat_key(worker_id()), json.dumps(held_tags()), ex=ttl_s)
+    published = {"tags": held_tags(), "owners": sorted(RUNNING)}
+    client.set(heartbeat_key(worker_id()), json.dumps(published), ex=ttl_s)
 
 
 def alive_tags(client: Any) -> tuple[set[str], set[str]]:
@@ -71,7 +72,7 @@ def alive_tags(client: Any) -> tuple[set[str], set[str]]:
             continue
         name = key.decode() if isinstance(key, bytes) else key
         workers.add(name.removeprefix(heartbeat_key("")))
-        tags.update(json.loads(raw))
+        tags.update(json.loads(raw).get("tags", ()))
     return workers, tags
 
 

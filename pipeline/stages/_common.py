@@ -19,7 +19,7 @@ from db.enums import LeadStatus, Stage, StageStatus
 from db.models import Campaign, Lead, StageResult
 from pipeline.deps import Deps
 from pipeline.errors import LeadNotFound, TransientError
-from pipeline.liveness import OWNER, PARKED_PREFIX, is_alive
+from pipeline.liveness import OWNER, PARKED_PREFIX, is_running
 from pipeline.llm.gateway import CallContext
 
 FINAL = (StageStatus.DONE, StageStatus.SKIPPED)
@@ -119,14 +119,15 @@ class StageBusy(TransientError):
 def _held(deps: Deps, row: StageResult, now: dt.datetime) -> bool:
     """Is a running row's lease held by someone else?
 
-    An owned row is held while its worker's heartbeat lives (a dead worker's lease is free at
-    once); the owner's own redelivery (same task id) takes it back. A row without an owner, or
-    when heartbeats cannot be checked, falls back to the time lease.
+    An owned row is held while its execution runs in a live worker (a dead worker's lease, or
+    one whose release failed during a database outage, is free at once; the heartbeat's
+    publish delay is covered by a grace from the claim). A row without an owner, or when
+    heartbeats cannot be checked, falls back to the time lease.
     """
     if row.owner is not None and row.owner == OWNER.get():
         return False
     if row.owner is not None and deps.redis is not None:
-        return is_alive(deps.redis, row.owner) or _leased(row, now, deps.heartbeat_grace_s)
+        return is_running(deps.redis, row.owner) or _leased(row, now, deps.heartbeat_grace_s)
     return _leased(row, now, deps.stage_lease_s)
 
 

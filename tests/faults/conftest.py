@@ -151,7 +151,8 @@ class Outage:
         self.listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
-    def down(self) -> None:
+    def down(self) -> int:
+        """Refuse new connections and cut live ones; returns how many calls could be cut."""
         with self.lock:
             listener, self.listener = self.listener, None
             conns, self.conns = self.conns, set()
@@ -159,6 +160,7 @@ class Outage:
             listener.close()
         for conn in conns:
             conn.close()
+        return len(conns) // 2  # a client socket and its upstream socket per call
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -295,12 +297,13 @@ class FaultStack:
                 raise AssertionError(f"timed out waiting for {what}")
             time.sleep(0.2)
 
-    def assert_nothing_lost_or_paid_twice(self, in_flight_killed: int = 0) -> dict[str, int]:
+    def assert_nothing_lost_or_paid_twice(self, in_flight_cut: int = 0) -> dict[str, int]:
         """0 leads lost or failed, one paid answer per journal key, provider 200s = ledger.
 
-        ``in_flight_killed``: calls a kill -9 may have cut between the provider's answer and the
-        journal write (at most the killed workers' threads). The provider billed them and the
-        retried stage called again: README's "remaining window", reported, never hidden.
+        ``in_flight_cut``: calls a kill -9 or a cut connection may have lost between the
+        provider's answer and the journal write (at most the killed threads or cut connections).
+        The provider billed them and the retried stage called again: README's "remaining
+        window", reported in the table, never hidden.
         """
         statuses = self.statuses()
         assert sum(statuses.values()) == LEADS, statuses
@@ -323,7 +326,7 @@ class FaultStack:
         leaked = redis.Redis.from_url(self.redis.url).hlen("leadpipe:budget:resv")
         assert leaked == 0, f"{leaked} budget reservations still open"
         unrecorded = self.provider.paid() - int(ledger_paid or 0)
-        assert 0 <= unrecorded <= in_flight_killed, (self.provider.paid(), ledger_paid)
+        assert 0 <= unrecorded <= in_flight_cut, (self.provider.paid(), ledger_paid)
         return {
             "leads": sum(statuses.values()),
             "paid": int(ledger_paid or 0),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -44,8 +45,10 @@ def _as(owner: str) -> Any:
     return OWNER.set(owner)
 
 
-def _alive(client: redis.Redis, worker: str) -> None:
-    client.set(heartbeat_key(worker), "[]", ex=60)
+def _alive(client: redis.Redis, owner: str) -> None:
+    """Publish ``owner`` as running in its worker, as that worker's heartbeat does."""
+    published = {"tags": [], "owners": [owner]}
+    client.set(heartbeat_key(owner.partition("/")[0]), json.dumps(published), ex=60)
 
 
 def test_the_loser_of_a_first_claim_never_frees_the_winners_lease(deps: Deps) -> None:
@@ -53,7 +56,7 @@ def test_the_loser_of_a_first_claim_never_frees_the_winners_lease(deps: Deps) ->
     with deps.session_scope() as session:
         batch = make_batch(session, [SMB_ROW])
     lead_id, run = batch.leads[0][0], batch.run_id
-    _alive(deps.redis, "w1")
+    _alive(deps.redis, "w1/task-a")
     token = _as("w1/task-a")
     assert claim(deps, lead_id=lead_id, run_id=run, stage=Stage.CLASSIFY) is not None
     OWNER.reset(token)
@@ -76,7 +79,7 @@ def test_a_dead_workers_lease_is_taken_over_without_waiting_for_it(deps: Deps) -
     with deps.session_scope() as session:
         batch = make_batch(session, [SMB_ROW])
     lead_id, run = batch.leads[0][0], batch.run_id
-    _alive(deps.redis, "w1")
+    _alive(deps.redis, "w1/task-a")
     token = _as("w1/task-a")
     claim(deps, lead_id=lead_id, run_id=run, stage=Stage.CLASSIFY)
     OWNER.reset(token)
@@ -237,3 +240,21 @@ def test_retry_finds_failed_and_parked_leads_at_their_unfinished_stage(deps: Dep
             )
         ).one()
         assert row.status == StageStatus.DONE and row.attempts == 2
+
+
+def test_a_lease_whose_release_failed_is_free_once_its_execution_ended(deps: Deps) -> None:
+    """PostgreSQL went away mid-stage: the release failed, the worker lives, the retry runs."""
+    assert deps.redis is not None
+    deps.heartbeat_grace_s = 0
+    with deps.session_scope() as session:
+        batch = make_batch(session, [SMB_ROW])
+    lead_id, run = batch.leads[0][0], batch.run_id
+    _alive(deps.redis, "w1/task-a/1")
+    token = _as("w1/task-a/1")
+    claim(deps, lead_id=lead_id, run_id=run, stage=Stage.CLASSIFY)
+    OWNER.reset(token)
+    published = {"tags": [], "owners": []}  # the execution ended; its worker still beats
+    deps.redis.set(heartbeat_key("w1"), json.dumps(published), ex=60)
+    token = _as("w1/task-a/2")  # the retry of the same task, on the same worker
+    assert claim(deps, lead_id=lead_id, run_id=run, stage=Stage.CLASSIFY) is not None
+    OWNER.reset(token)
