@@ -178,7 +178,9 @@ def summarise(
         repairs = session.scalar(
             select(func.count()).select_from(LLMCall).where(LLMCall.prompt_version.like("%+fix"))
         )
-        statuses = dict(session.execute(select(Lead.status, func.count()).group_by(Lead.status)))
+        statuses = dict(
+            session.execute(select(Lead.status, func.count()).group_by(Lead.status)).tuples().all()
+        )
     classify = report["by_stage"].get("classify", {})
     return {
         "leads": accepted,

@@ -16,11 +16,14 @@ from sqlalchemy.orm import Session
 
 from db.enums import EmailStatus, LeadStatus, ReviewStatus
 from db.models import Email, Lead, ReviewItem
+from pipeline.liveness import PARKED_PREFIX
 
-# A lead set aside with a reason (bad model output, provider down) to be retried later. The
-# "contracts" work adds it to db.enums; until then the status column (a plain string) may hold it.
 PARKED = "parked"
+"""The outcome name of a parked lead: one set aside by an outage (every model down, a long
+database outage) whose task keeps retrying by itself. Its status stays ``running``; its error
+starts with ``stage: parked: `` (``pipeline.liveness.PARKED_PREFIX``)."""
 IN_PROGRESS = (LeadStatus.QUEUED, LeadStatus.RUNNING)
+PARKED_LEAD = Lead.status.in_(IN_PROGRESS) & Lead.error.contains(PARKED_PREFIX)
 TOP_REASONS = 5
 _REASON_CHARS = 160
 
@@ -90,13 +93,16 @@ def lead_outcomes(
             .where(Email.status == EmailStatus.APPROVED, Email.run_id == Lead.run_id)
         )
     ).scalar_one()
+    parked = session.execute(
+        scoped(select(func.count()).select_from(Lead).where(PARKED_LEAD))
+    ).scalar_one()
     return Outcomes(
         leads=sum(statuses.values()),
         approved=int(approved),
         held=statuses.get(LeadStatus.HELD, 0),
-        parked=statuses.get(PARKED, 0),
+        parked=int(parked) + statuses.get(PARKED, 0),
         failed=statuses.get(LeadStatus.FAILED, 0),
-        in_progress=sum(statuses.get(s, 0) for s in IN_PROGRESS),
+        in_progress=sum(statuses.get(s, 0) for s in IN_PROGRESS) - int(parked),
         by_status=statuses,
         top_reasons=_top_reasons(session, scoped, top),
     )
@@ -106,10 +112,13 @@ def _top_reasons(session: Session, scoped: Any, top: int) -> list[dict[str, Any]
     # Failed and parked leads carry their reason on the lead; held ones on the review item.
     counts: Counter[tuple[str, str]] = Counter()
     stopped = scoped(
-        select(Lead.status, Lead.error).where(Lead.status.in_((LeadStatus.FAILED, PARKED)))
+        select(Lead.status, Lead.error).where(
+            Lead.status.in_((LeadStatus.FAILED, PARKED)) | PARKED_LEAD
+        )
     )
     for status, error in session.execute(stopped):
-        counts[(str(status), short_reason(error))] += 1
+        outcome = str(LeadStatus.FAILED) if status == LeadStatus.FAILED else PARKED
+        counts[(outcome, short_reason(error))] += 1
     held = scoped(
         select(ReviewItem.reason)
         .join(Lead, Lead.id == ReviewItem.lead_id)

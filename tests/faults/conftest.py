@@ -279,7 +279,7 @@ class FaultStack:
             statuses = self.statuses()
         except Exception:  # the database may be the fault under test
             return -1
-        return sum(n for s, n in statuses.items() if s in {t.value for t in TERMINAL})
+        return sum(n for s, n in statuses.items() if s in {str(t) for t in TERMINAL})
 
     def wait_all_done(self, timeout: float) -> float:
         """Seconds until every lead is terminal (fails after ``timeout``)."""
@@ -308,7 +308,7 @@ class FaultStack:
         statuses = self.statuses()
         assert sum(statuses.values()) == LEADS, statuses
         assert statuses.get(LeadStatus.FAILED.value, 0) == 0, statuses
-        assert set(statuses) <= {t.value for t in TERMINAL}, statuses
+        assert set(statuses) <= {str(t) for t in TERMINAL}, statuses
         with self.factory() as session:
             paid_twice = session.execute(
                 select(LLMCall.journal_key)

@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.enums import EmailStatus, LeadStatus
 from db.models import Batch, Email, Lead, LLMCall, QueueState, ReviewItem
-from pipeline.reporting.outcomes import PARKED
 from tests.factories import ENTERPRISE_ROW, SMB_ROW, make_batch
 
 pytestmark = pytest.mark.integration
@@ -96,7 +95,8 @@ def _settle(session_factory: sessionmaker[Session], batch_id: str) -> None:
         first, second, third, *rest = leads.all()
         _approve(session, first)
         _hold(session, second, "below quality gate: overall 0.61 < 0.70")
-        _end(session, third, PARKED, "analyze: invalid_output after repair: summary is empty")
+        # Parked as the worker parks a lead: still running, its task retrying by itself.
+        _end(session, third, LeadStatus.RUNNING, "analyze: parked: every model is down")
         for lead in rest:
             _end(session, lead, LeadStatus.FAILED, "judge: HTTP 401: invalid api key\ntrace")
 
@@ -129,7 +129,7 @@ def test_status_counts_failed_held_and_parked_apart_with_reasons(
     counts = "approved 1 · held for review 1 · parked 1 · failed 2"
     assert f"5/5 leads finished: {counts}" in table.stdout
     assert "2 failed  judge: HTTP 401: invalid api key" in table.stdout
-    assert "below quality gate" in table.stdout and "summary is empty" in table.stdout
+    assert "below quality gate" in table.stdout and "every model is down" in table.stdout
     assert "queue judge is PAUSED (budget: daily 100 %)" in table.stdout
 
 

@@ -143,17 +143,17 @@ def test_unauthorized_is_a_401_with_the_reason_in_both_apis(client: httpx.Client
     }
 
 
-def test_weak_quality_spreads_over_every_kind_at_about_38_percent(
+def test_weak_quality_spreads_over_every_request_kind_at_about_36_percent(
     client: httpx.Client,
 ) -> None:
     client.post("/_sim/config", json={"quality": "weak", "slow_tail_s": 0}).raise_for_status()
     codes = Counter(chat(client, lead=_lead(i)).status_code for i in range(300))
     stats = client.get("/_sim/stats").json()
     faulty = sum(stats["by_fault"].values())
-    assert set(stats["by_fault"]) == set(FAULT_KINDS)
-    assert 0.28 <= faulty / 300 <= 0.48, stats["by_fault"]
-    assert codes[401] == stats["by_fault"]["unauthorized"] and codes[200] == 300 - codes[401]
-    assert sum(WEAK_RATES.values()) == pytest.approx(0.38)
+    assert set(stats["by_fault"]) == set(FAULT_KINDS) - {"unauthorized"}  # a key's, not a call's
+    assert 0.26 <= faulty / 300 <= 0.46, stats["by_fault"]
+    assert codes[401] == 0 and codes[200] == 300
+    assert sum(WEAK_RATES.values()) == pytest.approx(0.36)
 
 
 def test_the_same_request_gets_the_same_answer_and_the_seed_changes_it(
