@@ -4,37 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-from pydantic import SecretStr
-
 from pipeline.errors import ProviderUnavailable
-from pipeline.llm.providers.base import SIMULATOR_HEADER, call_timeout, provider_errors
+from pipeline.llm.providers.base import (
+    SIMULATOR_HEADER,
+    HTTPProvider,
+    provider_errors,
+)
 from pipeline.models import LLMRequest, LLMResponse, Usage
-from pipeline.settings import ProviderSettings
 
 API_VERSION = "2023-06-01"
 
 
-class AnthropicMessages:
+class AnthropicMessages(HTTPProvider):
     """``POST /v1/messages`` over a sync ``httpx.Client``."""
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        base_url: str,
-        api_key: SecretStr | None,
-        http: httpx.Client,
-        settings: ProviderSettings | None = None,
-    ) -> None:
-        self.name = name
-        self._url = base_url.rstrip("/")
-        self.endpoint = self._url
-        self._key = api_key
-        self._http = http
-        cfg = settings or ProviderSettings()
-        self._timeout = call_timeout(cfg)
-        self._schema_mode = cfg.schema_mode
 
     def complete(self, request: LLMRequest) -> LLMResponse:
         """Send one message request."""

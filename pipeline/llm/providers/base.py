@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 import httpx
+from pydantic import SecretStr
 
 from pipeline.errors import ProviderRejected, ProviderUnavailable
 from pipeline.logs import mask_secrets
@@ -89,3 +90,25 @@ def _raw_error_message(response: httpx.Response) -> str:
     if isinstance(error, dict):
         return str(error.get("message", ""))[:200]
     return str(error or "")[:200]
+
+
+class HTTPProvider:
+    """What every HTTP provider keeps: its name, endpoint, key, client, timeout and schema mode."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        api_key: SecretStr | None,
+        http: httpx.Client,
+        settings: ProviderSettings | None = None,
+    ) -> None:
+        self.name = name
+        self._url = base_url.rstrip("/")
+        self.endpoint = self._url
+        self._key = api_key
+        self._http = http
+        cfg = settings or ProviderSettings()
+        self._timeout = call_timeout(cfg)
+        self._schema_mode = cfg.schema_mode

@@ -7,35 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-from pydantic import SecretStr
-
 from pipeline.errors import ProviderUnavailable
-from pipeline.llm.providers.base import SIMULATOR_HEADER, call_timeout, provider_errors
+from pipeline.llm.providers.base import (
+    SIMULATOR_HEADER,
+    HTTPProvider,
+    provider_errors,
+)
 from pipeline.models import LLMRequest, LLMResponse, Usage
-from pipeline.settings import ProviderSettings
 
 
-class OpenAICompatible:
+class OpenAICompatible(HTTPProvider):
     """Chat Completions over a sync ``httpx.Client`` created per worker process."""
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        base_url: str,
-        api_key: SecretStr | None,
-        http: httpx.Client,
-        settings: ProviderSettings | None = None,
-    ) -> None:
-        self.name = name
-        self._url = base_url.rstrip("/")
-        self.endpoint = self._url
-        self._key = api_key
-        self._http = http
-        cfg = settings or ProviderSettings()
-        self._timeout = call_timeout(cfg)
-        self._schema_mode = cfg.schema_mode
 
     def complete(self, request: LLMRequest) -> LLMResponse:
         """Send one chat completion."""
