@@ -52,7 +52,7 @@ def _imports(name: str) -> set[str]:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, *([base] if base else [])])
             found.add(base)
-            # ``from pipeline.budget import queries`` imports the module ``pipeline.budget.queries``
+            # ``from pipeline.budget import store`` imports the module ``pipeline.budget.store``
             found.update(f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in MODULES)
     return found
 
