@@ -86,7 +86,7 @@ def campaign_id(session: Session, name: str) -> int | None:
     return session.scalars(select(Campaign.id).where(Campaign.name == name)).first()
 
 
-# --- lead outcomes -------------------------------------------------------------------------------
+# --- lead outcomes --------------------------------------------------------------------------------
 
 
 def lead_status_counts(session: Session, scope: Scope) -> dict[str, int]:
@@ -129,7 +129,7 @@ def held_reasons(session: Session, scope: Scope) -> list[str | None]:
     return [reason for (reason,) in session.execute(scope.apply(stmt))]
 
 
-# --- the report ----------------------------------------------------------------------------------
+# --- the report -----------------------------------------------------------------------------------
 
 
 def call_groups(session: Session, *, campaign_id: int | None) -> list[CallGroup]:
@@ -206,7 +206,7 @@ def tier_costs(session: Session, *, campaign_id: int | None) -> list[TierCosts]:
     return [TierCosts(*row) for row in session.execute(Scope(campaign_id).apply(stmt)).all()]
 
 
-# --- the HTML page -------------------------------------------------------------------------------
+# --- the HTML page --------------------------------------------------------------------------------
 
 
 def _epoch() -> Any:
