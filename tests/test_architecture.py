@@ -1,4 +1,5 @@
-"""Pin the shape of the code base (STYLE R12): which capability may import which, and no cycles.
+"""Pin the shape of the code base (STYLE R12): which capability may import which, no cycles, and
+which modules may build or run SQL (each capability's ``store``, and ``db``).
 
 The rules follow the sub-package docstrings: ``pipeline`` is domain logic grouped by capability,
 ``workers`` is Celery wiring, ``workers/cli`` the command line on top of it, ``db`` persistence
@@ -17,6 +18,27 @@ PACKAGES = ("pipeline", "workers", "db", "simulator")
 # Composition roots may read settings; alembic's env.py must find the URL somewhere.
 DB_EXEMPT = {"db.migrations.env"}
 HTTPX_ALLOWED = ("pipeline.llm.providers", "pipeline.web")
+# One data-access module per capability holds its SQL (issue 10 item 4); ``db`` is persistence.
+SQL_STORES = {
+    "pipeline.budget.store",
+    "pipeline.campaigns.store",
+    "pipeline.reporting.store",
+    "pipeline.stages.store",  # issue 15: the stages' SQL moves here
+    "pipeline.llm.ledger",  # issue 15: the gateway's ledger SQL moves here
+}
+# Modules that still run their own SQL until issue 15 moves it into stages/store.py and
+# llm/ledger.py. The list may only shrink: an entry that no longer holds SQL fails the test below.
+SQL_NOT_YET_MOVED = {
+    "pipeline.llm.gateway",
+    "pipeline.stages._common",
+    "pipeline.stages.judge_record",
+    "pipeline.stages.policy",
+}
+# Statement builders that belong in a store, and the session/connection calls that run SQL.
+SQL_BUILDERS = frozenset({"select", "insert", "update", "delete", "text"})
+SQL_CALLS = frozenset({"execute", "query", "scalar", "scalars", "exec_driver_sql"})
+# ``.execute()`` is also how a Redis pipeline sends its commands: (module, receiver) pairs.
+REDIS_PIPELINES = {("pipeline.metrics", "pipe")}
 
 
 def _module_name(path: Path) -> str:
@@ -114,6 +136,50 @@ def test_db_imports_nothing_but_itself() -> None:
 def test_httpx_only_at_the_boundary() -> None:
     users = sorted(n for n, imported in IMPORTS.items() if "httpx" in imported)
     assert [u for u in users if not u.startswith(HTTPX_ALLOWED)] == []
+
+
+def _sql_uses(name: str) -> list[str]:
+    """Where ``name`` builds or runs SQL itself: imported statement builders and SQL calls."""
+    tree = ast.parse(MODULES[name].read_text("utf-8"))
+    aliases = set()  # names bound to the sqlalchemy package (``import sqlalchemy as sa``)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sqlalchemy":
+            found += [
+                f"{node.lineno}: imports {a.name}" for a in node.names if a.name in SQL_BUILDERS
+            ]
+        elif isinstance(node, ast.Import):
+            aliases.update(a.asname or a.name for a in node.names if a.name == "sqlalchemy")
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            receiver, attr = node.value.id, node.attr
+            if receiver in aliases and attr in SQL_BUILDERS:
+                found.append(f"{node.lineno}: {receiver}.{attr}")
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in SQL_CALLS
+        ):
+            receiver = ast.unparse(node.func.value)
+            if (name, receiver) not in REDIS_PIPELINES:
+                found.append(f"{node.lineno}: {receiver}.{node.func.attr}()")
+    return sorted(found, key=lambda hit: int(hit.split(":")[0]))
+
+
+def test_sql_lives_in_the_stores() -> None:
+    """Outside ``db``, only a capability's store module builds or runs SQL."""
+    bad = {
+        name: uses
+        for name in MODULES
+        if not name.startswith("db.") and name != "db"
+        if name not in SQL_STORES | SQL_NOT_YET_MOVED
+        if (uses := _sql_uses(name))
+    }
+    assert bad == {}
+
+
+def test_sql_allowlist_only_shrinks() -> None:
+    """An allowlisted module whose SQL has moved to its store must leave the allowlist."""
+    assert sorted(n for n in SQL_NOT_YET_MOVED if n not in MODULES or not _sql_uses(n)) == []
 
 
 def test_no_import_cycles() -> None:
