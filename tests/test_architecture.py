@@ -37,8 +37,6 @@ SQL_NOT_YET_MOVED = {
 # Statement builders that belong in a store, and the session/connection calls that run SQL.
 SQL_BUILDERS = frozenset({"select", "insert", "update", "delete", "text"})
 SQL_CALLS = frozenset({"execute", "query", "scalar", "scalars", "exec_driver_sql"})
-# ``.execute()`` is also how a Redis pipeline sends its commands: (module, receiver) pairs.
-REDIS_PIPELINES = {("pipeline.metrics", "pipe")}
 
 
 def _module_name(path: Path) -> str:
@@ -138,10 +136,31 @@ def test_httpx_only_at_the_boundary() -> None:
     assert [u for u in users if not u.startswith(HTTPX_ALLOWED)] == []
 
 
+def _redis_pipelines(tree: ast.AST) -> set[str]:
+    """Names bound to ``<client>.pipeline(...)``: their ``.execute()`` sends Redis commands."""
+    names = set()
+    for node in ast.walk(tree):
+        bound: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            bound, value = node.targets, node.value
+        elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+            bound, value = [node.optional_vars], node.context_expr
+        else:
+            continue
+        if (
+            isinstance(value, ast.Call)
+            and isinstance(value.func, ast.Attribute)
+            and value.func.attr == "pipeline"
+        ):
+            names.update(ast.unparse(target) for target in bound)
+    return names
+
+
 def _sql_uses(name: str) -> list[str]:
     """Where ``name`` builds or runs SQL itself: imported statement builders and SQL calls."""
     tree = ast.parse(MODULES[name].read_text("utf-8"))
     aliases = set()  # names bound to the sqlalchemy package (``import sqlalchemy as sa``)
+    redis_pipes = _redis_pipelines(tree)
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sqlalchemy":
@@ -160,7 +179,7 @@ def _sql_uses(name: str) -> list[str]:
             and node.func.attr in SQL_CALLS
         ):
             receiver = ast.unparse(node.func.value)
-            if (name, receiver) not in REDIS_PIPELINES:
+            if receiver not in redis_pipes:
                 found.append(f"{node.lineno}: {receiver}.{node.func.attr}()")
     return sorted(found, key=lambda hit: int(hit.split(":")[0]))
 
