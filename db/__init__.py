@@ -1,1 +1,3 @@
-"""Persistence only: typed models, session helpers, queries, migrations. No business rules."""
+"""Persistence only: typed models, session helpers, migrations. No business rules; the queries
+of each capability live in its ``store`` module (``pipeline/<capability>/store.py``).
+"""

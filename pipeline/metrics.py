@@ -19,13 +19,12 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.enums import CallStatus
-from db.models import LLMCall, QueueState
-from pipeline.budget import queries as budget_db
+from db.models import LLMCall
+from pipeline.budget import store as budget_db
 from pipeline.budget.throttle import Period, throttle_level, window
 
 if TYPE_CHECKING:
@@ -86,12 +85,6 @@ def queue_depths(redis: Redis, queue_keys: Mapping[str, Sequence[str]]) -> dict[
             pipe.llen(key)
     lengths = iter(pipe.execute())
     return {queue: sum(int(next(lengths)) for _ in keys) for queue, keys in queue_keys.items()}
-
-
-def paused_queues(session: Session) -> dict[str, bool]:
-    """Queue name -> paused, from the ``queue_state`` table (queues never paused are absent)."""
-    rows = session.execute(select(QueueState.queue, QueueState.paused))
-    return dict(rows.all())
 
 
 def ledger_budget_ratios(
@@ -174,7 +167,7 @@ class StateCollector(Collector):
             log.warning("metrics_queue_depth_failed", error=str(exc))
         try:
             with self._factory() as session:
-                state = paused_queues(session)
+                state = budget_db.queue_paused_flags(session)
             for queue in self._queue_keys:
                 paused.add_metric([queue], 1 if state.get(queue) else 0)
             yield paused

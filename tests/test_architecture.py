@@ -1,4 +1,5 @@
-"""Pin the shape of the code base (STYLE R12): which capability may import which, and no cycles.
+"""Pin the shape of the code base (STYLE R12): which capability may import which, no cycles, and
+which modules may build or run SQL (each capability's ``store``, and ``db``).
 
 The rules follow the sub-package docstrings: ``pipeline`` is domain logic grouped by capability,
 ``workers`` is Celery wiring, ``workers/cli`` the command line on top of it, ``db`` persistence
@@ -17,6 +18,21 @@ PACKAGES = ("pipeline", "workers", "db", "simulator")
 # Composition roots may read settings; alembic's env.py must find the URL somewhere.
 DB_EXEMPT = {"db.migrations.env"}
 HTTPX_ALLOWED = ("pipeline.llm.providers", "pipeline.web")
+# One data-access module per capability holds its SQL (issue 10 item 4): the capability's
+# ``pipeline/<capability>/store.py``, plus the LLM ledger; ``db`` is persistence.
+SQL_STORE_NAME = "store"
+SQL_STORES_NAMED_OTHERWISE = {"pipeline.llm.ledger"}  # issue 15: the gateway's ledger rows
+# Modules that still run their own SQL until issue 15 moves it into stages/store.py and
+# llm/ledger.py. The list may only shrink: an entry that no longer holds SQL fails the test below.
+SQL_NOT_YET_MOVED = {
+    "pipeline.llm.gateway",
+    "pipeline.stages._common",
+    "pipeline.stages.judge_record",
+    "pipeline.stages.policy",
+}
+# Statement builders that belong in a store, and the session/connection calls that run SQL.
+SQL_BUILDERS = frozenset({"select", "insert", "update", "delete", "text"})
+SQL_CALLS = frozenset({"execute", "query", "scalar", "scalars", "exec_driver_sql"})
 
 
 def _module_name(path: Path) -> str:
@@ -52,7 +68,7 @@ def _imports(name: str) -> set[str]:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, *([base] if base else [])])
             found.add(base)
-            # ``from pipeline.budget import queries`` imports the module ``pipeline.budget.queries``
+            # ``from pipeline.budget import store`` imports the module ``pipeline.budget.store``
             found.update(f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in MODULES)
     return found
 
@@ -114,6 +130,77 @@ def test_db_imports_nothing_but_itself() -> None:
 def test_httpx_only_at_the_boundary() -> None:
     users = sorted(n for n, imported in IMPORTS.items() if "httpx" in imported)
     assert [u for u in users if not u.startswith(HTTPX_ALLOWED)] == []
+
+
+def _redis_pipelines(tree: ast.AST) -> set[str]:
+    """Names bound to ``<client>.pipeline(...)``: their ``.execute()`` sends Redis commands."""
+    names = set()
+    for node in ast.walk(tree):
+        bound: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            bound, value = node.targets, node.value
+        elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+            bound, value = [node.optional_vars], node.context_expr
+        else:
+            continue
+        if (
+            isinstance(value, ast.Call)
+            and isinstance(value.func, ast.Attribute)
+            and value.func.attr == "pipeline"
+        ):
+            names.update(ast.unparse(target) for target in bound)
+    return names
+
+
+def _sql_uses(name: str) -> list[str]:
+    """Where ``name`` builds or runs SQL itself: imported statement builders and SQL calls."""
+    tree = ast.parse(MODULES[name].read_text("utf-8"))
+    aliases = set()  # names bound to the sqlalchemy package (``import sqlalchemy as sa``)
+    redis_pipes = _redis_pipelines(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sqlalchemy":
+            found += [
+                f"{node.lineno}: imports {a.name}" for a in node.names if a.name in SQL_BUILDERS
+            ]
+        elif isinstance(node, ast.Import):
+            aliases.update(a.asname or a.name for a in node.names if a.name == "sqlalchemy")
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            receiver, attr = node.value.id, node.attr
+            if receiver in aliases and attr in SQL_BUILDERS:
+                found.append(f"{node.lineno}: {receiver}.{attr}")
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in SQL_CALLS
+        ):
+            receiver = ast.unparse(node.func.value)
+            if receiver not in redis_pipes:
+                found.append(f"{node.lineno}: {receiver}.{node.func.attr}()")
+    return sorted(found, key=lambda hit: int(hit.split(":")[0]))
+
+
+def _is_store(name: str) -> bool:
+    parts = name.split(".")
+    is_capability_store = len(parts) == 3 and parts[0] == "pipeline" and parts[2] == SQL_STORE_NAME
+    return is_capability_store or name in SQL_STORES_NAMED_OTHERWISE
+
+
+def test_sql_lives_in_the_stores() -> None:
+    """Outside ``db``, only a capability's store module builds or runs SQL."""
+    bad = {
+        name: uses
+        for name in MODULES
+        if not name.startswith("db.") and name != "db"
+        if not _is_store(name) and name not in SQL_NOT_YET_MOVED
+        if (uses := _sql_uses(name))
+    }
+    assert bad == {}
+
+
+def test_sql_allowlist_only_shrinks() -> None:
+    """An allowlisted module whose SQL has moved to its store must leave the allowlist."""
+    assert sorted(n for n in SQL_NOT_YET_MOVED if n not in MODULES or not _sql_uses(n)) == []
 
 
 def test_no_import_cycles() -> None:

@@ -7,12 +7,10 @@ starting worker drops paused queues before its consumer starts (the signal handl
 
 from __future__ import annotations
 
-import datetime as dt
-
 import structlog
-from sqlalchemy import select
 
 from db.models import QueueState
+from pipeline.budget import store as budget_db
 from pipeline.budget.throttle import PAUSE_QUEUES, PAUSED_AT_LEVEL
 from pipeline.deps import Deps
 from workers.app import app
@@ -25,15 +23,12 @@ WORKERS_KEY = "leadpipe:workers:queues"  # hostname -> the queues it was started
 def queue_states(deps: Deps) -> dict[str, QueueState]:
     """Every stored queue state by queue name."""
     with deps.session_scope() as session:
-        return {row.queue: row for row in session.scalars(select(QueueState)).all()}
+        return budget_db.queue_states(session)
 
 
 def _store(deps: Deps, queue: str, *, paused: bool, reason: str | None, by: str) -> None:
     with deps.session_scope() as session:
-        row = session.get(QueueState, queue) or QueueState(queue=queue)
-        row.paused, row.reason, row.changed_by = paused, reason, by
-        row.changed_at = dt.datetime.now(dt.UTC)
-        session.add(row)
+        budget_db.save_queue_state(session, queue, paused=paused, reason=reason, by=by)
 
 
 def pause(deps: Deps, queue: str, *, reason: str, by: str) -> None:

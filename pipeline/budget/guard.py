@@ -21,7 +21,7 @@ import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import session_scope
-from pipeline.budget import queries as budget_db
+from pipeline.budget import store as budget_db
 from pipeline.budget.models import (
     BudgetConfig,
     BudgetRefused,

@@ -9,13 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from db.base import utcnow
 from db.enums import LeadStatus, Tier
-from db.models import Batch, Campaign, Lead, StageResult
+from db.models import Batch, Campaign, Lead
+from pipeline.campaigns import store
 from pipeline.ingest.leads import LeadRecord, ParseResult
 from pipeline.reporting.outcomes import PARKED, lead_outcomes
 from pipeline.value import LeadSignals, estimate_lead_value, has_enterprise_tech, tier_for
@@ -47,7 +45,7 @@ def get_or_create_campaign(
     session: Session, name: str, *, priority: int = 5, strategy: str | None = None
 ) -> Campaign:
     """The campaign called ``name``, created on first use; ``strategy`` updates it when given."""
-    campaign = session.scalars(select(Campaign).where(Campaign.name == name)).first()
+    campaign = store.campaign_by_name(session, name)
     if campaign is None:
         campaign = Campaign(name=name, priority=priority, strategy=strategy or "balanced")
         session.add(campaign)
@@ -121,13 +119,7 @@ def find_enqueued(session: Session, *, campaign: str, source_hash: str) -> Batch
     ``enqueue`` re-run after a failure must finish that batch, not store a second one (every
     lead would be processed and paid twice).
     """
-    return session.scalars(
-        select(Batch)
-        .join(Campaign, Campaign.id == Batch.campaign_id)
-        .where(Campaign.name == campaign, Batch.source_hash == source_hash)
-        .order_by(Batch.created_at.desc())
-        .limit(1)
-    ).first()
+    return store.latest_batch_from(session, campaign=campaign, source_hash=source_hash)
 
 
 def claim_dispatch(session: Session, batch_id: str) -> NewBatch | None:
@@ -138,19 +130,10 @@ def claim_dispatch(session: Session, batch_id: str) -> NewBatch | None:
     stays pending for a re-run or the sweep). The conditional UPDATE row-locks the batch, so two
     finishers racing on one batch dispatch it once.
     """
-    marked = session.execute(
-        update(Batch)
-        .where(Batch.id == batch_id, Batch.dispatched_at.is_(None))
-        .values(dispatched_at=utcnow())
-    )
-    if not isinstance(marked, CursorResult) or marked.rowcount != 1:
+    if not store.mark_dispatched(session, batch_id):
         return None
     batch = session.get_one(Batch, batch_id)
-    rows = session.execute(
-        select(Lead.id, Lead.employees, Lead.industry_hint, Lead.country, Lead.tech_stack)
-        .where(Lead.batch_id == batch_id, Lead.status == LeadStatus.QUEUED)
-        .order_by(Lead.id)
-    ).all()
+    rows = store.queued_leads(session, batch_id)
     base = batch.priority
     leads = [
         (r.id, _lead_priority(r.employees, r.industry_hint, r.country, r.tech_stack, base))
@@ -191,12 +174,7 @@ def batch_progress(session: Session, batch_id: str) -> dict[str, Any]:
     """
     outcomes = lead_outcomes(session, batch_id=batch_id)
     stages: dict[str, dict[str, int]] = {}
-    for stage, status, count in session.execute(
-        select(StageResult.stage, StageResult.status, func.count())
-        .join(Lead, Lead.id == StageResult.lead_id)
-        .where(Lead.batch_id == batch_id)
-        .group_by(StageResult.stage, StageResult.status)
-    ):
+    for stage, status, count in store.stage_result_counts(session, batch_id):
         stages.setdefault(stage, {})[status] = count
     return {
         "batch_id": batch_id,

@@ -10,11 +10,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.enums import EmailStatus, LeadStatus, ReviewStatus, Stage
-from db.models import Campaign, Email, Lead, LLMCall, ReviewItem, StageResult
+from db.enums import EmailStatus, LeadStatus, ReviewStatus
+from db.models import Email, Lead, ReviewItem
+from pipeline.campaigns import store
 
 FIELDS = (
     "email",
@@ -85,7 +85,7 @@ def _unique_records(
     records: list[dict[str, str | None]] = []
     duplicates: list[str] = []
     undeliverable: list[int] = []
-    for lead, email, spent in _approved_rows(session, campaign):
+    for lead, email, spent in store.approved_emails(session, campaign):
         address = (lead.email or "").strip().lower()
         if not _DELIVERABLE.match(address):
             undeliverable.append(lead.id)
@@ -113,24 +113,6 @@ def _unique_records(
     return records, duplicates, undeliverable
 
 
-def _approved_rows(session: Session, campaign: str) -> list[Any]:
-    cost = (
-        select(LLMCall.lead_id, func.sum(LLMCall.cost_usd).label("cost"))
-        .group_by(LLMCall.lead_id)
-        .subquery()
-    )
-    return list(
-        session.execute(
-            select(Lead, Email, cost.c.cost)
-            .join(Email, Email.lead_id == Lead.id)
-            .join(Campaign, Campaign.id == Lead.campaign_id)
-            .outerjoin(cost, cost.c.lead_id == Lead.id)
-            .where(Campaign.name == campaign, Email.status == EmailStatus.APPROVED)
-            .order_by(Lead.id, Email.id)
-        ).all()
-    )
-
-
 JUDGE_METRICS: Final = ("professionalism", "personalization", "relevance", "spam_risk")
 
 
@@ -138,20 +120,6 @@ def review_items(
     session: Session, *, status: ReviewStatus | None = ReviewStatus.PENDING
 ) -> list[dict[str, Any]]:
     """Held emails with their lead, recipient, reason and the judge's scores and feedback."""
-    stmt = (
-        select(ReviewItem, Email, Lead, StageResult.output)
-        .join(Email, Email.id == ReviewItem.email_id)
-        .join(Lead, Lead.id == ReviewItem.lead_id)
-        .outerjoin(
-            StageResult,
-            (StageResult.lead_id == Lead.id)
-            & (StageResult.run_id == Email.run_id)
-            & (StageResult.stage == Stage.JUDGE.value),
-        )
-        .order_by(ReviewItem.id)
-    )
-    if status is not None:
-        stmt = stmt.where(ReviewItem.status == status)
     return [
         {
             "id": item.id,
@@ -169,7 +137,7 @@ def review_items(
             "gate": (verdict or {}).get("gate"),
             "feedback": (verdict or {}).get("feedback", ""),
         }
-        for item, email, lead, verdict in session.execute(stmt)
+        for item, email, lead, verdict in store.review_rows(session, status=status)
     ]
 
 

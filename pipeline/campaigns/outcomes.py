@@ -7,10 +7,10 @@ import io
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Email, Lead, Outcome
+from db.models import Outcome
+from pipeline.campaigns import store
 
 TRUE = frozenset({"1", "true", "yes", "y", "replied", "booked"})
 
@@ -64,19 +64,11 @@ def import_outcomes(session: Session, text: str, *, fmt: str, source: str) -> Im
         if not address:
             rejects.append({"row": row_number, "reason": "missing email"})
             continue
-        match = session.execute(
-            select(Email.lead_id, Email.run_id)
-            .join(Lead, Lead.id == Email.lead_id)
-            .where(Lead.email == address)
-            .order_by(Email.id.desc())
-            .limit(1)
-        ).first()
+        match = store.latest_emailed_run(session, address)
         if match is None:
             rejects.append({"row": row_number, "reason": f"no email was sent to {address}"})
             continue
-        outcome = session.scalars(
-            select(Outcome).where(Outcome.lead_id == match.lead_id, Outcome.run_id == match.run_id)
-        ).first()
+        outcome = store.outcome_of(session, match.lead_id, match.run_id)
         if outcome is None:
             outcome = Outcome(lead_id=match.lead_id, run_id=match.run_id)
             session.add(outcome)

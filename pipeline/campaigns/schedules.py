@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.base import utcnow
 from db.models import Campaign, CampaignSource
 from db.session import session_scope
+from pipeline.campaigns import store
 from pipeline.campaigns.batches import NewBatch, create_batch, file_hash, get_or_create_campaign
 from pipeline.campaigns.cron import parse_cron
 from pipeline.ingest.leads import LeadFileError, parse_lead_file
@@ -165,7 +165,7 @@ def add_campaign(
     spec = parse_cron(cron)
     if not source.exists():
         raise CampaignError(f"source {source} does not exist")
-    existing = session.scalars(select(Campaign).where(Campaign.name == name)).first()
+    existing = store.campaign_by_name(session, name)
     if existing is not None and existing.cron:
         raise CampaignError(f"campaign {name!r} is already scheduled; remove it first")
     camp = get_or_create_campaign(session, name, priority=priority)
@@ -181,7 +181,7 @@ def add_campaign(
 
 def remove_campaign(session: Session, name: str) -> bool:
     """Unschedule a campaign (its batches, leads and history stay); False if not scheduled."""
-    camp = session.scalars(select(Campaign).where(Campaign.name == name)).first()
+    camp = store.campaign_by_name(session, name)
     if camp is None or camp.cron is None:
         return False
     camp.cron = None
@@ -191,27 +191,14 @@ def remove_campaign(session: Session, name: str) -> bool:
 
 def list_campaigns(session: Session) -> list[ScheduledCampaign]:
     """Every scheduled campaign, by name, with how many sources each has processed."""
-    counts = dict(
-        session.execute(
-            select(CampaignSource.campaign_id, func.count()).group_by(CampaignSource.campaign_id)
-        ).all()
-    )
-    rows = session.scalars(
-        select(Campaign).where(Campaign.cron.is_not(None)).order_by(Campaign.name)
-    )
-    return [_view(c, counts.get(c.id, 0)) for c in rows]
+    counts = store.sources_per_campaign(session)
+    return [_view(c, counts.get(c.id, 0)) for c in store.scheduled_campaigns(session)]
 
 
 def source_errors(session: Session) -> dict[str, list[dict[str, str]]]:
     """Campaign name -> the drop files that could not be used, with why (newest first)."""
-    rows = session.execute(
-        select(Campaign.name, CampaignSource.path, CampaignSource.error)
-        .join(Campaign, Campaign.id == CampaignSource.campaign_id)
-        .where(CampaignSource.error.is_not(None))
-        .order_by(CampaignSource.processed_at.desc())
-    ).all()
     found: dict[str, list[dict[str, str]]] = {}
-    for name, path, error in rows:
+    for name, path, error in store.source_errors(session):
         found.setdefault(name, []).append({"path": path, "error": error or ""})
     return found
 
@@ -250,9 +237,7 @@ def run_campaign(
     """
     moment = now or utcnow()
     with session_scope(factory) as session:
-        camp = session.scalars(
-            select(Campaign).where(Campaign.name == name).with_for_update()
-        ).first()
+        camp = store.campaign_by_name(session, name, lock=True)
         if camp is None or not camp.source:
             raise CampaignError(f"no scheduled campaign {name!r}")
         if not force and not camp.enabled:
@@ -276,12 +261,7 @@ def _process_source(session: Session, camp: Campaign, path: Path) -> SourceOutco
         sha = file_hash(path.read_bytes())
     except OSError:
         return None  # vanished or unreadable between listing and reading: next run retries
-    seen = session.scalar(
-        select(CampaignSource.id).where(
-            CampaignSource.campaign_id == camp.id, CampaignSource.sha256 == sha
-        )
-    )
-    if seen is not None:
+    if store.source_seen(session, camp.id, sha):
         return None
     outcome = _batch_from(session, camp, path, sha)
     session.add(

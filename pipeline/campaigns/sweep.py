@@ -13,11 +13,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.enums import STAGE_ORDER, LeadStatus, Stage, StageStatus
-from db.models import Batch, Lead, QueueState, StageResult
+from db.enums import STAGE_ORDER, Stage, StageStatus
+from pipeline.budget import store as budget_db
+from pipeline.campaigns import store
 
 DONE = (StageStatus.DONE, StageStatus.SKIPPED)
 
@@ -37,41 +37,11 @@ def find_stalled(session: Session, *, older_than: dt.datetime, limit: int = 1000
 
     Leads whose next stage sits on a paused queue are left alone: they are waiting on purpose.
     """
-    last = (
-        select(
-            StageResult.lead_id,
-            StageResult.run_id,
-            func.max(func.coalesce(StageResult.finished_at, StageResult.started_at)).label("at"),
-        )
-        .group_by(StageResult.lead_id, StageResult.run_id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(Lead.id, Lead.run_id, Batch.priority)
-        .join(Batch, Batch.id == Lead.batch_id)
-        .outerjoin(last, (last.c.lead_id == Lead.id) & (last.c.run_id == Lead.run_id))
-        .where(
-            Lead.status.in_((LeadStatus.QUEUED, LeadStatus.RUNNING)),
-            Batch.dispatched_at.is_not(None),  # an undispatched batch is the outbox's to finish
-            # idle since its last stage, or since its dispatch (a batch finished by the outbox
-            # late must not look stalled the moment it is sent)
-            func.coalesce(last.c.at, Batch.dispatched_at) < older_than,
-        )
-        .order_by(Lead.id)
-        .limit(limit)
-    ).all()
-    paused = set(session.scalars(select(QueueState.queue).where(QueueState.paused)))
+    rows = store.idle_leads(session, older_than=older_than, limit=limit)
+    paused = budget_db.paused_queue_names(session)
     found = []
     for lead_id, run_id, priority in rows:
-        done = set(
-            session.scalars(
-                select(StageResult.stage).where(
-                    StageResult.lead_id == lead_id,
-                    StageResult.run_id == run_id,
-                    StageResult.status.in_(DONE),
-                )
-            )
-        )
+        done = store.finished_stages(session, lead_id, run_id, statuses=DONE)
         resume_at = next((s for s in STAGE_ORDER if s.value not in done), None)
         if resume_at is not None and resume_at.value not in paused:
             found.append(Stalled(lead_id, run_id, priority, resume_at))
@@ -84,10 +54,4 @@ def find_undispatched(session: Session, *, older_than: dt.datetime) -> list[str]
     ``enqueue`` commits a batch, then sends its chains and marks it; a broker outage or a crash
     in between leaves it here until a re-run of ``enqueue`` or the periodic sweep finishes it.
     """
-    return list(
-        session.scalars(
-            select(Batch.id)
-            .where(Batch.dispatched_at.is_(None), Batch.created_at < older_than)
-            .order_by(Batch.created_at)
-        )
-    )
+    return store.undispatched_batches(session, older_than=older_than)

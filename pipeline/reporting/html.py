@@ -13,13 +13,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, cast, extract, func, select
 from sqlalchemy.orm import Session
 
-from db.models import Budget, BudgetEvent, Campaign, Email, Lead, LLMCall
+from pipeline.budget import store as budget_db
 from pipeline.llm.catalog import BASELINE_REF, Catalog
 from pipeline.llm.prompts import render_text
 from pipeline.models import Usage
+from pipeline.reporting import store
 from pipeline.reporting.charts import (
     QUALITY_BINS,
     BudgetUse,
@@ -36,14 +36,10 @@ DAY = 86_400
 _BUCKETS = (1, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, DAY)
 
 
-def _epoch() -> Any:
-    return cast(extract("epoch", LLMCall.created_at), BigInteger)
-
-
 def _campaign_id(session: Session, campaign: str | None) -> int | None:
     if campaign is None:
         return None
-    found = session.scalars(select(Campaign.id).where(Campaign.name == campaign)).first()
+    found = store.campaign_id(session, campaign)
     if found is None:
         raise LookupError(f"no campaign named {campaign!r}")
     return found
@@ -51,21 +47,12 @@ def _campaign_id(session: Session, campaign: str | None) -> int | None:
 
 def cost_by_day(session: Session, *, catalog: Catalog, campaign_id: int | None) -> list[DayCost]:
     """Spend per UTC day and stage, days without calls included (zero), oldest first."""
-    epoch = _epoch()
-    day = epoch - epoch % DAY
-    stmt = select(
-        day,
-        LLMCall.stage,
-        func.sum(LLMCall.cost_usd),
-        func.sum(LLMCall.prompt_tokens),
-        func.sum(LLMCall.completion_tokens),
-    ).group_by(day, LLMCall.stage)
-    if campaign_id is not None:
-        stmt = stmt.where(LLMCall.campaign_id == campaign_id)
     price = catalog.price(BASELINE_REF)
     days: dict[int, dict[str, Decimal]] = {}
     baselines: dict[int, Decimal] = {}
-    for start, stage, cost, p_tok, c_tok in session.execute(stmt).tuples():
+    for start, stage, cost, p_tok, c_tok in store.stage_costs(
+        session, bucket_s=DAY, campaign_id=campaign_id
+    ):
         days.setdefault(int(start), {})[stage] = Decimal(cost or 0)
         base = price.cost(Usage(int(p_tok or 0), int(c_tok or 0)))
         baselines[int(start)] = baselines.get(int(start), Decimal(0)) + base
@@ -82,11 +69,8 @@ def cost_by_day(session: Session, *, catalog: Catalog, campaign_id: int | None) 
 
 def quality_histogram(session: Session, *, campaign_id: int | None) -> list[int]:
     """Count of emails per judge-quality bin of width 1/QUALITY_BINS over [0, 1]."""
-    stmt = select(Email.quality, func.count()).where(Email.quality.is_not(None))
-    if campaign_id is not None:
-        stmt = stmt.join(Lead, Lead.id == Email.lead_id).where(Lead.campaign_id == campaign_id)
     counts = [0] * QUALITY_BINS
-    for quality, n in session.execute(stmt.group_by(Email.quality)).tuples():
+    for quality, n in store.quality_counts(session, campaign_id=campaign_id):
         index = min(int(Decimal(quality or 0) * QUALITY_BINS), QUALITY_BINS - 1)
         counts[max(index, 0)] += int(n)
     return counts
@@ -94,9 +78,7 @@ def quality_histogram(session: Session, *, campaign_id: int | None) -> list[int]
 
 def daily_limit(session: Session, default: Decimal) -> Decimal:
     """The global daily limit stored by ``leadpipe budget set``, else the configured default."""
-    stored = session.scalars(
-        select(Budget.limit_usd).where(Budget.period == "daily", Budget.campaign_id.is_(None))
-    ).first()
+    stored = budget_db.stored_limit(session, period="daily")
     return Decimal(stored) if stored is not None else default
 
 
@@ -117,17 +99,13 @@ def _x_ticks(first: int, last: int) -> list[tuple[float, str]]:
 
 def budget_use(session: Session, *, limit_usd: Decimal) -> BudgetUse:
     """Spend so far in each UTC day as % of the daily limit (all campaigns: budgets are global)."""
-    epoch = _epoch()
-    first, last = session.execute(select(func.min(epoch), func.max(epoch))).one()
+    span = store.call_time_span(session)
     events = _budget_events(session)
-    if first is None or limit_usd <= 0:
+    if span is None or limit_usd <= 0:
         return BudgetUse(limit_usd, LinePlot([], []), Decimal(0), events)
-    first, last = int(first), int(last)
+    first, last = span
     size = next((b for b in _BUCKETS if (last - first) / b <= 48), DAY)
-    bucket = epoch - epoch % size
-    rows = session.execute(
-        select(bucket, func.sum(LLMCall.cost_usd)).group_by(bucket).order_by(bucket)
-    )
+    rows = store.spend_by_bucket(session, bucket_s=size)
     points: list[tuple[float, Decimal]] = []
     day, running = -1, Decimal(0)
     for start, cost in rows:
@@ -147,9 +125,8 @@ def budget_use(session: Session, *, limit_usd: Decimal) -> BudgetUse:
 
 
 def _budget_events(session: Session, limit: int = 50) -> list[dict[str, Any]]:
-    rows = session.scalars(select(BudgetEvent).order_by(BudgetEvent.created_at.desc()).limit(limit))
     out = []
-    for e in rows:
+    for e in budget_db.recent_events(session, limit):
         at = e.created_at if e.created_at.tzinfo else e.created_at.replace(tzinfo=dt.UTC)
         pct = Decimal(e.spent_usd) / Decimal(e.limit_usd) * 100 if e.limit_usd else Decimal(0)
         out.append(

@@ -11,19 +11,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.enums import EmailStatus, LeadStatus, ReviewStatus
-from db.models import Email, Lead, ReviewItem
-from pipeline.liveness import PARKED_PREFIX
+from db.enums import LeadStatus
+from pipeline.reporting import store
+from pipeline.reporting.store import IN_PROGRESS, Scope
 
 PARKED = "parked"
 """The outcome name of a parked lead: one set aside by an outage (every model down, a long
 database outage) whose task keeps retrying by itself. Its status stays ``running``; its error
 starts with ``stage: parked: `` (``pipeline.liveness.PARKED_PREFIX``)."""
-IN_PROGRESS = (LeadStatus.QUEUED, LeadStatus.RUNNING)
-PARKED_LEAD = Lead.status.in_(IN_PROGRESS) & Lead.error.contains(PARKED_PREFIX)
 TOP_REASONS = 5
 _REASON_CHARS = 160
 
@@ -72,59 +69,30 @@ def lead_outcomes(
     top: int = TOP_REASONS,
 ) -> Outcomes:
     """Count the outcomes of one batch, one campaign, or every lead (both filters None)."""
-
-    def scoped(stmt: Any) -> Any:
-        if campaign_id is not None:
-            stmt = stmt.where(Lead.campaign_id == campaign_id)
-        if batch_id is not None:
-            stmt = stmt.where(Lead.batch_id == batch_id)
-        return stmt
-
-    statuses: dict[str, int] = {
-        str(status): int(n)
-        for status, n in session.execute(
-            scoped(select(Lead.status, func.count()).group_by(Lead.status))
-        ).all()
-    }
-    approved = session.execute(
-        scoped(
-            select(func.count(func.distinct(Email.lead_id)))
-            .join(Lead, Lead.id == Email.lead_id)
-            .where(Email.status == EmailStatus.APPROVED, Email.run_id == Lead.run_id)
-        )
-    ).scalar_one()
-    parked = session.execute(
-        scoped(select(func.count()).select_from(Lead).where(PARKED_LEAD))
-    ).scalar_one()
+    scope = Scope(campaign_id=campaign_id, batch_id=batch_id)
+    statuses = store.lead_status_counts(session, scope)
+    approved = store.approved_lead_count(session, scope)
+    parked = store.parked_lead_count(session, scope)
     return Outcomes(
         leads=sum(statuses.values()),
-        approved=int(approved),
+        approved=approved,
         held=statuses.get(LeadStatus.HELD, 0),
-        parked=int(parked) + statuses.get(PARKED, 0),
+        parked=parked + statuses.get(PARKED, 0),
         failed=statuses.get(LeadStatus.FAILED, 0),
-        in_progress=sum(statuses.get(s, 0) for s in IN_PROGRESS) - int(parked),
+        in_progress=sum(statuses.get(s, 0) for s in IN_PROGRESS) - parked,
         by_status=statuses,
-        top_reasons=_top_reasons(session, scoped, top),
+        top_reasons=_top_reasons(session, scope, top),
     )
 
 
-def _top_reasons(session: Session, scoped: Any, top: int) -> list[dict[str, Any]]:
+def _top_reasons(session: Session, scope: Scope, top: int) -> list[dict[str, Any]]:
     # Failed and parked leads carry their reason on the lead; held ones on the review item.
     counts: Counter[tuple[str, str]] = Counter()
-    stopped = scoped(
-        select(Lead.status, Lead.error).where(
-            Lead.status.in_((LeadStatus.FAILED, PARKED)) | PARKED_LEAD
-        )
-    )
-    for status, error in session.execute(stopped):
+    stopped = store.stopped_lead_errors(session, scope, statuses=(LeadStatus.FAILED, PARKED))
+    for status, error in stopped:
         outcome = str(LeadStatus.FAILED) if status == LeadStatus.FAILED else PARKED
         counts[(outcome, short_reason(error))] += 1
-    held = scoped(
-        select(ReviewItem.reason)
-        .join(Lead, Lead.id == ReviewItem.lead_id)
-        .where(Lead.status == LeadStatus.HELD, ReviewItem.status == ReviewStatus.PENDING)
-    )
-    for (reason,) in session.execute(held):
+    for reason in store.held_reasons(session, scope):
         counts[(str(LeadStatus.HELD), short_reason(reason))] += 1
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
     return [{"outcome": o, "reason": r, "count": n} for (o, r), n in ranked]

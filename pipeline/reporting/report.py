@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Integer, func, select
 from sqlalchemy.orm import Session
 
 from db.enums import CallStatus, LeadStatus
-from db.models import Campaign, Email, Lead, LLMCall
 from pipeline.llm.catalog import BASELINE_REF, Catalog
 from pipeline.models import Usage
+from pipeline.reporting import store
 from pipeline.reporting.outcomes import lead_outcomes
 from pipeline.reporting.quality import cost_vs_value, quality_distribution, reply_rates
 
@@ -21,10 +20,6 @@ CENT = Decimal("0.000001")  # reports round to micro-dollars; the ledger keeps 1
 
 def _money(value: Decimal) -> str:
     return str(value.quantize(CENT))
-
-
-def _campaign_filter(stmt: Any, column: Any, campaign_id: int | None) -> Any:
-    return stmt if campaign_id is None else stmt.where(column == campaign_id)
 
 
 def build_report(
@@ -43,37 +38,12 @@ def build_report(
     """
     campaign_id = None
     if campaign is not None:
-        campaign_id = session.scalars(select(Campaign.id).where(Campaign.name == campaign)).first()
+        campaign_id = store.campaign_id(session, campaign)
         if campaign_id is None:
             raise LookupError(f"no campaign named {campaign!r}")
-    statuses: dict[str, int] = dict(
-        session.execute(
-            _campaign_filter(
-                select(Lead.status, func.count()).group_by(Lead.status),
-                Lead.campaign_id,
-                campaign_id,
-            )
-        ).all()
-    )
+    statuses = store.lead_status_counts(session, store.Scope(campaign_id=campaign_id))
     leads = sum(statuses.values())
-    rows: Sequence[Any] = session.execute(
-        _campaign_filter(
-            select(
-                LLMCall.stage,
-                LLMCall.provider,
-                LLMCall.model,
-                LLMCall.status,
-                func.count(),
-                func.sum(LLMCall.prompt_tokens),
-                func.sum(LLMCall.completion_tokens),
-                func.sum(LLMCall.cost_usd),
-                func.sum(func.cast(LLMCall.cache_hit, Integer())),
-                func.max(func.cast(LLMCall.simulated, Integer())),
-            ).group_by(LLMCall.stage, LLMCall.provider, LLMCall.model, LLMCall.status),
-            LLMCall.campaign_id,
-            campaign_id,
-        )
-    ).all()
+    rows = store.call_groups(session, campaign_id=campaign_id)
     baseline_price = catalog.price(BASELINE_REF)
     by_stage: dict[str, dict[str, Any]] = {}
     by_model: dict[str, dict[str, Any]] = {}
@@ -116,13 +86,7 @@ def build_report(
         for entry in bucket.values():
             entry["cost_usd"] = _money(entry["cost_usd"])
             entry["baseline_cost_usd"] = _money(entry["baseline_cost_usd"])
-    quality = session.execute(
-        _campaign_filter(
-            select(func.avg(Email.quality)).join(Lead, Lead.id == Email.lead_id),
-            Lead.campaign_id,
-            campaign_id,
-        )
-    ).scalar()
+    quality = store.average_quality(session, campaign_id=campaign_id)
     savings = (Decimal(1) - total / base_total) * 100 if base_total else Decimal(0)
     outcomes = lead_outcomes(session, campaign_id=campaign_id)
     per_approved = _money(total / outcomes.approved) if outcomes.approved else None
@@ -144,7 +108,7 @@ def build_report(
         "savings_pct": str(savings.quantize(Decimal("0.1"))),
         "cost_per_lead_usd": _money(total / leads) if leads else "0.000000",
         "cache_hit_rate": round(cache_hits / calls, 4) if calls else 0.0,
-        "avg_quality": round(float(quality), 3) if quality is not None else None,
+        "avg_quality": round(quality, 3) if quality is not None else None,
         "cheap_call_share": round(cheap_calls / ok_calls, 4) if ok_calls else 0.0,
         "by_stage": by_stage,
         "by_model": by_model,

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.budget import queries as budget_db
+from pipeline.budget import store as budget_db
 from pipeline.budget.guard import BudgetGuard
 from pipeline.deps import Deps
 from workers.context import NoData, read_session_factory

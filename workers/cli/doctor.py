@@ -17,10 +17,9 @@ import typer
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from rich.console import Console
-from sqlalchemy import text
 
 from db.migrate import alembic_config
-from db.session import make_engine
+from db.session import make_engine, ping
 from pipeline.errors import ConfigError
 from pipeline.llm.providers import build_providers, make_http_client
 from pipeline.llm.routing import load_routing_table
@@ -47,7 +46,7 @@ def database_checks(settings: Settings) -> list[Check]:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+            ping(conn)
             current = MigrationContext.configure(conn).get_current_revision()
     except Exception as exc:  # any driver error is the answer, not a crash
         return [Check("database", False, f"{where}: {type(exc).__name__}: {exc}".splitlines()[0])]

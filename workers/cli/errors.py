@@ -162,14 +162,12 @@ def require_services(settings: Settings) -> None:
         ServiceUnavailable: with the one line ``explain`` would print.
     """
     require_url_shapes(settings)
-    from sqlalchemy import text
-
-    from db.session import make_engine
+    from db.session import make_engine, ping
 
     engine = make_engine(settings.resolved_database_url())
     try:
         with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+            ping(conn)
     except DB_ERRORS as exc:
         raise ServiceUnavailable(explain(exc) or _first_line(exc)) from exc
     finally:

@@ -15,10 +15,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import QueueState
+from pipeline.budget import store as budget_db
 from pipeline.campaigns.batches import batch_progress
 from workers.context import session_factory
 
@@ -55,9 +54,7 @@ class _Watch:
 
 def paused_queues(session: Session) -> dict[str, str]:
     """Queue -> reason for every queue paused in ``queue_state`` (by the budget or by hand)."""
-    rows = session.execute(
-        select(QueueState.queue, QueueState.reason).where(QueueState.paused.is_(True))
-    )
+    rows = budget_db.paused_queue_reasons(session).items()
     return {queue: reason or "no reason given" for queue, reason in rows}
 
 

@@ -1,14 +1,20 @@
-"""Budget rows in the database: configured limits, alert/throttle events and ledger sums."""
+"""The budget's data access: every SQL statement of the capability lives here.
+
+Configured limits (``budgets``), alert/throttle events (``budget_events``), ledger sums for a
+period, and the queue pauses (``queue_state``) that throttle level 5 and ``leadpipe queues``
+store. Functions take a ``Session`` and never commit (the caller owns the transaction).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Budget, BudgetEvent, Campaign, LLMCall
+from db.models import Budget, BudgetEvent, Campaign, LLMCall, QueueState
 from pipeline.budget.throttle import Window
 
 
@@ -78,3 +84,54 @@ def recorded_request_ids(session: Session, request_ids: list[str]) -> list[str]:
         return []
     query = select(LLMCall.request_id).where(LLMCall.request_id.in_(request_ids))
     return list(session.scalars(query))
+
+
+def stored_limit(
+    session: Session, *, period: str, campaign_id: int | None = None
+) -> Decimal | None:
+    """The limit stored for one period (and campaign, None = global), if any."""
+    query = select(Budget.limit_usd).where(Budget.period == period)
+    query = query.where(
+        Budget.campaign_id.is_(None) if campaign_id is None else Budget.campaign_id == campaign_id
+    )
+    return session.scalars(query).first()
+
+
+def recent_events(session: Session, limit: int = 50) -> Sequence[BudgetEvent]:
+    """The newest ``budget_events`` rows, newest first."""
+    query = select(BudgetEvent).order_by(BudgetEvent.created_at.desc()).limit(limit)
+    return session.scalars(query).all()
+
+
+def queue_states(session: Session) -> dict[str, QueueState]:
+    """Every stored queue state by queue name (queues never paused have no row)."""
+    return {row.queue: row for row in session.scalars(select(QueueState)).all()}
+
+
+def save_queue_state(
+    session: Session, queue: str, *, paused: bool, reason: str | None, by: str
+) -> None:
+    """Store one queue's pause (or resume), who did it and when."""
+    row = session.get(QueueState, queue) or QueueState(queue=queue)
+    row.paused, row.reason, row.changed_by = paused, reason, by
+    row.changed_at = dt.datetime.now(dt.UTC)
+    session.add(row)
+
+
+def queue_paused_flags(session: Session) -> dict[str, bool]:
+    """Queue name -> paused, for every stored queue state."""
+    rows = session.execute(select(QueueState.queue, QueueState.paused))
+    return dict(rows.tuples().all())
+
+
+def paused_queue_reasons(session: Session) -> dict[str, str | None]:
+    """Queue name -> the stored reason, for every paused queue."""
+    rows = session.execute(
+        select(QueueState.queue, QueueState.reason).where(QueueState.paused.is_(True))
+    )
+    return dict(rows.tuples().all())
+
+
+def paused_queue_names(session: Session) -> set[str]:
+    """The names of the paused queues."""
+    return set(session.scalars(select(QueueState.queue).where(QueueState.paused)))
