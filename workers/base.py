@@ -21,6 +21,7 @@ from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from db.enums import Stage
 from pipeline.budget.guard import BudgetRefused
+from pipeline.errors import RateLimited
 from pipeline.liveness import OWNER, RUNNING, worker_id
 from pipeline.liveness import is_transient as _infra_transient
 from pipeline.settings import get_settings
@@ -61,6 +62,11 @@ class PipelineTask(Task):  # type: ignore[type-arg]
             self._cleanup(kwargs)
             self._send_later(exc.retry_after_s, retries=self.request.retries)
             log.warning("lead_parked", reason=str(exc))
+            raise Ignore() from exc
+        except RateLimited as exc:  # same model later: countdown from the limit, retries untouched
+            self._cleanup(kwargs)
+            self._send_later(exc.retry_after_s, retries=self.request.retries)
+            log.info("task_deferred", reason=str(exc), countdown=round(exc.retry_after_s, 1))
             raise Ignore() from exc
         except Exception as exc:
             if not is_transient(exc):

@@ -19,6 +19,7 @@ from pipeline.deps import Deps, RoutingPolicy
 from pipeline.llm.breaker import CircuitBreaker
 from pipeline.llm.cache import ResponseCache
 from pipeline.llm.providers import build_providers, make_http_client
+from pipeline.llm.ratelimit import RateLimiter
 from pipeline.llm.routing import load_routing_table
 from pipeline.logs import configure_logging
 from pipeline.settings import Settings, get_settings
@@ -57,6 +58,7 @@ def build_deps(settings: Settings) -> Deps:
             sender_website=settings.sender_website,
         ),
         breaker=CircuitBreaker(client),
+        limiter=RateLimiter(client, routing.limits),
         budget=guard,
         stage_lease_s=settings.stage_lease_s,
         heartbeat_grace_s=settings.heartbeat_ttl_s,
