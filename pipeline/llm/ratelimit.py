@@ -251,8 +251,12 @@ class RateLimiter:
         *,
         sleep: Callable[[float], None] = time.sleep,
         lease_s: float = LEASE_S,
+        observe: Callable[..., None] | None = None,
     ) -> None:
+        """``observe(model, outcome, waited_s=0.0)`` counts held-back calls (the gateway
+        passes ``pipeline.metrics.observe_rate_limit``; the routing table stays import-light)."""
         self.redis = redis
+        self._observe = observe or (lambda *_, **__: None)
         self.limits = limits
         self._sleep = sleep
         self._lease_ms = int(lease_s * 1000)
@@ -283,6 +287,8 @@ class RateLimiter:
                 waited = max(0, int(wait_ms)) / 1000
                 if waited > 0:
                     self._sleep(waited)
+                if waited + polled > 0:
+                    self._observe(ref, "waited", waited + polled)
                 lease_keys = tuple(keys[1 + args[1] :])
                 return Permit(waited + polled, token or None, lease_keys)
             scope = names[int(why)]
@@ -293,6 +299,7 @@ class RateLimiter:
             wait = max(int(wait_ms), 0) / 1000
             countdown = min(MAX_DEFER_S, max(wait - max_wait, 0) + random.uniform(0, max_wait))
             log.info("rate_limited", model=ref, scope=scope, wait_s=round(wait, 2))
+            self._observe(ref, "deferred")
             raise RateLimited(scope, max(countdown, CONCURRENCY_POLL_S))
 
     def release(self, permit: Permit | None) -> None:
@@ -312,6 +319,7 @@ class RateLimiter:
         seconds = retry_after_s if retry_after_s else DEFAULT_429_COOLDOWN_S
         left = int(self._penalize(keys=[cooldown_key(ref)], args=[int(seconds * 1000)]))
         log.warning("rate_limit_429", model=ref, cooldown_s=round(left / 1000, 2))
+        self._observe(ref, "429")
         return left / 1000
 
     def _plan(

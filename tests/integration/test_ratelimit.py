@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
+from importlib.resources import files
+from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy import Engine
 
 from pipeline.errors import RateLimited
 from pipeline.llm.ratelimit import Limit, RateLimiter, RateLimits
+from pipeline.llm.routing import load_routing_table
 
 pytestmark = pytest.mark.integration
 MINI = "openai:gpt-4o-mini"
@@ -156,3 +164,86 @@ def test_a_429_holds_the_model_back_for_every_client(
     time.sleep(1.5)
     assert other.admit(MINI, 1) is not None
     other_client.close()
+
+
+def limited_table(path: Path, limits: str) -> Path:
+    """The packaged routing table with ``limits`` (TOML) as its ``[rate_limits]`` section."""
+    text = files("pipeline.llm").joinpath("routing.toml").read_text("utf-8")
+    text = text.split("\n[rate_limits]\n")[0]
+    path.write_text(f"{text}\n{limits}\n", "utf-8")
+    return path
+
+
+def test_queues_status_shows_limits_their_state_and_429_cooldowns(
+    engine: Engine, redis_client: redis.Redis, db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    table = limited_table(
+        tmp_path / "routing.toml",
+        "[rate_limits]\n"
+        "[rate_limits.models]\n"
+        "gpt4o_mini = { requests_per_min = 2, tokens_per_min = 1000 }\n"
+        "[rate_limits.providers]\n"
+        "vllm = { max_concurrent = 4 }\n",
+    )
+    limiter = RateLimiter(redis_client, load_routing_table(table).limits)
+    limiter.admit(MINI, 500)
+    limiter.admit("vllm:meta-llama/Llama-3.1-8B-Instruct", 10)  # a lease held
+    limiter.penalize(GPT4O, 30)
+    env = dict(
+        os.environ,
+        LEADPIPE_DATABASE_URL=db_url,
+        LEADPIPE_REDIS_URL=redis_url,
+        LEADPIPE_HOME=str(tmp_path / "home"),
+        LEADPIPE_ROUTING_TABLE=str(table),
+    )
+    cli = [sys.executable, "-m", "workers.cli", "queues", "status"]
+    done = subprocess.run([*cli, "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    rows = {r["scope"]: r for r in doc["rate_limits"]}
+    mini = rows[f"model:{MINI}"]
+    assert mini["requests_per_min"] == 2 and mini["tokens_per_min"] == 1000
+    assert 0 < mini["next_free_s"] <= 30.0 and 500 <= mini["tokens_free"] < 1000
+    assert rows["provider:vllm"]["in_flight"] == 1 and rows["provider:vllm"]["max_concurrent"] == 4
+    assert 0 < doc["rate_limit_cooldowns"][GPT4O] <= 30
+    assert doc["queues"]  # the queue rows are still there
+    wide = {**env, "COLUMNS": "200"}
+    text = subprocess.run(cli, env=wide, capture_output=True, text=True, timeout=60).stdout
+    assert "2 req/min, 1000 tok/min" in text and "1/4" in text
+    assert f"{GPT4O}: held back" in text
+
+
+def test_metrics_show_the_limits_their_state_and_held_back_calls(
+    redis_client: redis.Redis,
+) -> None:
+    from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+
+    from pipeline import metrics
+
+    limits = RateLimits(
+        models={MINI: Limit(requests_per_min=2, tokens_per_min=1000)},
+        providers={"vllm": Limit(max_concurrent=3)},
+        max_wait_s=0.0,
+    )
+    limiter = RateLimiter(redis_client, limits, observe=metrics.observe_rate_limit)
+    before = REGISTRY.get_sample_value(
+        "leadpipe_rate_limited_total", {"model": MINI, "outcome": "deferred"}
+    )
+    limiter.admit(MINI, 400)
+    with pytest.raises(RateLimited):
+        limiter.admit(MINI, 1)
+    limiter.penalize(GPT4O, 20)
+    after = REGISTRY.get_sample_value(
+        "leadpipe_rate_limited_total", {"model": MINI, "outcome": "deferred"}
+    )
+    assert (after or 0) - (before or 0) == 1
+    registry = CollectorRegistry()
+    registry.register(metrics.RateLimitCollector(lambda: (limiter.state(), limiter.cooldowns())))
+    text = generate_latest(registry).decode()
+    assert f'leadpipe_rate_limit{{kind="requests_per_min",scope="model:{MINI}"}} 2.0' in text
+    assert 'leadpipe_rate_limit{kind="max_concurrent",scope="provider:vllm"} 3.0' in text
+    assert f'leadpipe_rate_limit_tokens_free{{scope="model:{MINI}"}} 6' in text
+    assert 'leadpipe_rate_limit_in_flight{scope="provider:vllm"} 0.0' in text
+    assert f'leadpipe_rate_limit_cooldown_seconds{{model="{GPT4O}"}} 19' in text or (
+        f'leadpipe_rate_limit_cooldown_seconds{{model="{GPT4O}"}} 20' in text
+    )
