@@ -15,10 +15,11 @@ limit on the call's model and provider with GCRA (the generic cell rate algorith
   after a countdown, to the same model. A limited call never falls up the ladder.
 
 Requests per minute are a hard cap over ANY 60-second window: with ``burst`` b the steady
-spacing is 60 s / (N - b + 1), so b calls at once plus the ones that follow never pass N in a
-minute. Tokens are charged as the prompt estimate plus ``max_tokens`` (as OpenAI counts them at
-admission), from a bucket that holds a minute's worth. ``max_concurrent`` keeps a set of
-leases (a dead worker's lease expires); a call holding one releases it when it ends.
+spacing is 60 s / (N - b + 1) (plus 1 % headroom), so b calls at once plus the ones that
+follow never pass N in a minute. Tokens are charged as the prompt estimate plus ``max_tokens``
+(as OpenAI counts them at admission), from a bucket that holds a minute's worth.
+``max_concurrent`` keeps a set of leases (a dead worker's lease expires); a call holding one
+releases it when it ends.
 
 A 429 from the provider pushes a shared cooldown for that model (``Retry-After``, or a default),
 which every worker's next admission honours.
@@ -53,6 +54,10 @@ CONCURRENCY_POLL_S = 0.25
 LEASE_S = 600.0
 """A concurrency lease outlives any call (provider timeouts are far shorter); a dead worker's
 lease frees itself after this."""
+HEADROOM = 0.01
+"""Requests are spaced 1 % wider than the limit allows: the (N+1)th call of a minute then
+goes 0.6 s after the window, so jitter between our clock and the provider's count (a thread
+scheduled late, a slower connection) never puts N+1 into one of the provider's minutes."""
 LIMIT_KEYS = frozenset({"requests_per_min", "tokens_per_min", "max_concurrent", "burst"})
 
 # KEYS: [1] the model's 429 cooldown, then ng GCRA buckets, then nc concurrency sets.
@@ -127,13 +132,18 @@ class Limit:
         """(suffix, interval ms per unit, tolerance ms, cost) of each GCRA bucket for a call."""
         out = []
         if self.requests_per_min is not None:
-            interval = 60_000 / (self.requests_per_min - self.burst + 1)
+            interval = self.request_interval_ms()
             out.append(("req", interval, interval * self.burst, 1.0))
         if self.tokens_per_min is not None:
             interval = 60_000 / self.tokens_per_min
             cost = float(min(max(tokens, 1), self.tokens_per_min))  # never more than a minute's
             out.append(("tok", interval, interval * self.tokens_per_min, cost))
         return out
+
+    def request_interval_ms(self) -> float:
+        """Steady spacing of requests: no 60 s window passes N, with ``HEADROOM``."""
+        assert self.requests_per_min is not None
+        return 60_000 * (1 + HEADROOM) / (self.requests_per_min - self.burst + 1)
 
     def describe(self) -> str:
         parts = []
@@ -396,7 +406,7 @@ def _next_free_s(raw: Any, now: float, limit: Limit) -> float | None:
         return None
     if raw is None:
         return 0.0
-    interval = 60_000 / (limit.requests_per_min - limit.burst + 1)
+    interval = limit.request_interval_ms()
     return round(max(0.0, float(raw) - now - interval * limit.burst + interval) / 1000, 2)
 
 
