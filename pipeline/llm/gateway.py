@@ -168,8 +168,8 @@ class _ChainRun:
         self.attempt += 1
         fallback_from = self.primary if route.ref != self.primary else None
         request = _request(route, prompt, self.contract)
-        permit = _admit(deps, route, request)  # shared rate limit: waits, or RateLimited
         reservation = _reserve(deps, self.ctx, route, request)
+        permit = _admit(deps, route, request, reservation)  # rate limit: waits or RateLimited
         started = time.monotonic()
         record = (deps, self.ctx, route, prompt, self.attempt, fallback_from, started)
         try:
@@ -271,16 +271,24 @@ def _complete(
             deps.limiter.release(permit)  # a concurrency lease only; no Redis step otherwise
 
 
-def _admit(deps: Deps, route: Route, request: LLMRequest) -> Permit | None:
+def _admit(
+    deps: Deps, route: Route, request: LLMRequest, reservation: Reservation | None
+) -> Permit | None:
     """Wait for this call's slot under the shared limits (``llm/ratelimit.py``).
 
     Raises:
-        RateLimited: the slot is further away than the limiter waits; the task goes later.
+        RateLimited: the slot is further away than the limiter waits; the task goes later
+            (the call's budget reservation is released: it was never sent).
     """
     if deps.limiter is None:
         return None
     tokens = estimate_prompt_tokens(request.system, request.user) + request.max_tokens
-    return deps.limiter.admit(route.ref, tokens)
+    try:
+        return deps.limiter.admit(route.ref, tokens)
+    except BaseException:
+        if reservation is not None:
+            _release_quietly(deps, reservation)
+        raise
 
 
 def _rate_limited(deps: Deps, route: Route, exc: ProviderUnavailable) -> RateLimited:

@@ -247,3 +247,26 @@ def test_a_limited_model_is_not_called_and_nothing_is_reserved(deps: Deps) -> No
         call_model(routed, CallContext(Stage.SCORE, None, "run-2", None), PROMPT, [A, B])
     assert len(alpha.bodies) == 1 and not beta.bodies
     assert len(rows(deps)) == 1  # a call that was never sent is no ledger row
+
+
+def test_a_deferred_call_gives_its_budget_reservation_back(deps: Deps) -> None:
+    from decimal import Decimal
+
+    from pipeline.budget.guard import BudgetConfig, BudgetGuard
+    from pipeline.budget.reservations import ReservationStore
+
+    big = Decimal(1000)
+    guard = BudgetGuard(
+        ReservationStore(deps.redis),  # type: ignore[arg-type]
+        deps.session_factory,
+        BudgetConfig(limits={"daily": big, "weekly": big, "monthly": big}),
+    )
+    alpha = Script(json.dumps(GOOD))
+    routed = dataclasses.replace(scripted(deps, alpha=alpha), budget=guard)
+    limits = RateLimits(models={A.ref: Limit(requests_per_min=1)}, max_wait_s=0.0)
+    routed.limiter = RateLimiter(deps.redis, limits)  # type: ignore[arg-type]
+    call_model(routed, CTX, PROMPT, [A])
+    with pytest.raises(RateLimited):
+        call_model(routed, CallContext(Stage.SCORE, None, "run-2", None), PROMPT, [A])
+    status = guard.status(fresh=True)
+    assert all(p.reserved_usd == 0 for p in status.periods), status
