@@ -60,10 +60,13 @@ class RateLimited(TransientError):
     it never falls up the ladder to a dearer model.
     """
 
-    def __init__(self, scope: str, retry_after_s: float) -> None:
+    def __init__(self, scope: str, retry_after_s: float, *, refused: bool = False) -> None:
         super().__init__(f"rate limited: {scope}: retry in {retry_after_s:.1f}s")
         self.scope = scope
         self.retry_after_s = retry_after_s
+        self.refused = refused
+        """The provider answered 429 (our own limit did not stop the call): counts as a retry,
+        so a model that refuses for good (a spent quota) parks the lead with the reason."""
 
 
 class ReservationContended(TransientError):

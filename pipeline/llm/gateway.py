@@ -296,7 +296,7 @@ def _rate_limited(deps: Deps, route: Route, exc: ProviderUnavailable) -> RateLim
     wait = exc.retry_after_s or DEFAULT_429_COOLDOWN_S
     if deps.limiter is not None:
         wait = deps.limiter.penalize(route.ref, exc.retry_after_s)
-    return RateLimited(f"{route.ref} answered 429", wait)
+    return RateLimited(f"{route.ref} answered 429", wait, refused=True)
 
 
 def _settle(
