@@ -15,6 +15,7 @@ from pipeline.budget.models import Reservation
 from pipeline.llm.breaker import CircuitBreaker
 from pipeline.llm.cache import ResponseCache
 from pipeline.llm.providers.base import LLMProvider
+from pipeline.llm.ratelimit import RateLimiter
 from pipeline.llm.routing import RoutingTable
 from pipeline.settings import Settings, default_of
 from pipeline.web.fetch import WebPolicy
@@ -77,6 +78,8 @@ class Deps:
     budget: BudgetView | None = None
     breaker: CircuitBreaker | None = None
     cache: ResponseCache | None = None
+    limiter: RateLimiter | None = None
+    """Shared rate limits of the routing table (None: nothing limited, e.g. unit tests)."""
     stage_lease_s: int = default_of(Settings, "stage_lease_s")
     """A running stage row without an owner younger than this belongs to a live task."""
     heartbeat_grace_s: int = default_of(Settings, "heartbeat_ttl_s")

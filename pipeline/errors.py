@@ -3,6 +3,7 @@
 PipelineError
 ├── TransientError               retried with backoff; may succeed next time
 │   ├── ProviderUnavailable      HTTP 429/5xx, timeouts, connection errors
+│   ├── RateLimited              over a shared rate limit (or a 429): same model, later
 │   ├── ReservationContended     budget bookkeeping briefly unavailable
 │   └── AllRoutesFailed          every model in a fallback chain failed transiently
 └── PermanentError               fails fast (or parks the lead); retrying cannot help
@@ -40,6 +41,7 @@ class ProviderUnavailable(TransientError):
         *,
         retry_after_s: float | None = None,
         timeout: bool = False,
+        status_code: int | None = None,
     ) -> None:
         super().__init__(f"{provider}: {reason}")
         self.provider = provider
@@ -47,6 +49,24 @@ class ProviderUnavailable(TransientError):
         self.retry_after_s = retry_after_s
         self.timeout = timeout
         """A slow answer, not a broken model: it does not count towards the circuit breaker."""
+        self.status_code = status_code
+        """The HTTP status when the provider answered (429: rate limited), else None."""
+
+
+class RateLimited(TransientError):
+    """A shared rate limit (``llm/ratelimit.py``) or the provider's 429 says: not now.
+
+    The call goes to the same model later (the task is sent again after ``retry_after_s``);
+    it never falls up the ladder to a dearer model.
+    """
+
+    def __init__(self, scope: str, retry_after_s: float, *, refused: bool = False) -> None:
+        super().__init__(f"rate limited: {scope}: retry in {retry_after_s:.1f}s")
+        self.scope = scope
+        self.retry_after_s = retry_after_s
+        self.refused = refused
+        """The provider answered 429 (our own limit did not stop the call): counts as a retry,
+        so a model that refuses for good (a spent quota) parks the lead with the reason."""
 
 
 class ReservationContended(TransientError):

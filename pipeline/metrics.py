@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from prometheus_client import Counter, Histogram
@@ -54,6 +54,17 @@ CACHE_HITS = Counter("leadpipe_cache_hits", "Calls answered from the response ca
 FALLBACKS = Counter(
     "leadpipe_fallbacks", "Call attempts on a fallback model (the primary had failed).", ["stage"]
 )
+RATE_LIMITED = Counter(
+    "leadpipe_rate_limited",
+    "Calls held back by a shared rate limit: waited for a slot, deferred, or answered 429.",
+    ["model", "outcome"],
+)
+RATE_LIMIT_WAIT = Histogram(
+    "leadpipe_rate_limit_wait_seconds",
+    "Time a call slept for its rate-limit slot.",
+    ["model"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
 
 
 def observe_call(row: LLMCall) -> None:
@@ -70,6 +81,13 @@ def observe_call(row: LLMCall) -> None:
         CACHE_HITS.labels(stage).inc()
     if row.fallback_from:
         FALLBACKS.labels(stage).inc()
+
+
+def observe_rate_limit(model: str, outcome: str, waited_s: float = 0.0) -> None:
+    """Count a call the rate limiter held back (``waited``, ``deferred``, ``429``)."""
+    RATE_LIMITED.labels(model, outcome).inc()
+    if outcome == "waited":
+        RATE_LIMIT_WAIT.labels(model).observe(waited_s)
 
 
 def queue_depths(redis: Redis, queue_keys: Mapping[str, Sequence[str]]) -> dict[str, int]:
@@ -192,3 +210,61 @@ class StateCollector(Collector):
         yield GaugeMetricFamily(
             "leadpipe_throttle_level", "Budget throttle level 0..5.", value=level
         )
+
+
+RateLimitReading = Callable[[], tuple[list[dict[str, Any]], dict[str, float]]]
+"""Returns (one row per limited scope, model -> seconds of 429 cooldown left); see
+``pipeline.llm.ratelimit.RateLimiter.state`` and ``cooldowns``."""
+
+
+class RateLimitCollector(Collector):
+    """Shared rate limits read from Redis at scrape time: the configured limits and their state."""
+
+    def __init__(self, read: RateLimitReading) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            rows, cooldowns = self._read()
+        except RedisError as exc:
+            log.warning("metrics_rate_limits_failed", error=str(exc))
+            return
+        limit = GaugeMetricFamily(
+            "leadpipe_rate_limit",
+            "Configured shared rate limit (requests_per_min, tokens_per_min, max_concurrent).",
+            labels=["scope", "kind"],
+        )
+        state = {
+            "next_free_s": GaugeMetricFamily(
+                "leadpipe_rate_limit_next_free_seconds",
+                "Seconds until the scope lets one more request through (0: now).",
+                labels=["scope"],
+            ),
+            "tokens_free": GaugeMetricFamily(
+                "leadpipe_rate_limit_tokens_free",
+                "Tokens a call may take now under the scope's tokens_per_min.",
+                labels=["scope"],
+            ),
+            "in_flight": GaugeMetricFamily(
+                "leadpipe_rate_limit_in_flight",
+                "Calls in flight under the scope's max_concurrent.",
+                labels=["scope"],
+            ),
+        }
+        for row in rows:
+            for kind in ("requests_per_min", "tokens_per_min", "max_concurrent"):
+                if row.get(kind) is not None:
+                    limit.add_metric([row["scope"], kind], float(row[kind]))
+            for key, family in state.items():
+                if row.get(key) is not None:
+                    family.add_metric([row["scope"]], float(row[key]))
+        yield limit
+        yield from state.values()
+        cool = GaugeMetricFamily(
+            "leadpipe_rate_limit_cooldown_seconds",
+            "Seconds a model is still held back after a 429 (every worker waits them out).",
+            labels=["model"],
+        )
+        for model, seconds in sorted(cooldowns.items()):
+            cool.add_metric([model], seconds)
+        yield cool

@@ -22,6 +22,7 @@ _FLOAT_FIELDS = (
     "base_latency_ms",
     "per_token_ms",
     "slow_tail_s",
+    "rate_window_s",
 )
 _OPTIONAL_INT_FIELDS = ("retry_after_s", "seed")
 
@@ -56,7 +57,8 @@ class SimulatorConfig:
         latency_scale: Multiplies every simulated delay; 0 answers at once (tests).
         error_rate: Fraction of requests (0..1) failing with a random 429, 500, 503 or timeout.
         fail_models: Model name -> failure probability (1.0 = always fails) with a random
-            429, 500 or 503, answered at once so fallback tests stay fast.
+            500 or 503 (a broken model), answered at once so fallback tests stay fast. A 429
+            is a rate limit, not a broken model: see ``rate_limits``.
         timeout_s: How long a "timeout" failure sleeps before it answers 504.
         retry_after_s: ``Retry-After`` header value sent with 429 answers (None: no header).
         seed: Seed of the RNG behind jitter and failures (None: seeded from the OS).
@@ -68,6 +70,9 @@ class SimulatorConfig:
             request always gets the same answer (repeatable tests, whatever the thread order).
         fault_models: Model names (substrings) the faults apply to; empty: every model.
         slow_tail_s: Extra seconds a "slow" answer takes.
+        rate_limits: Model name -> requests accepted in any ``rate_window_s`` sliding window;
+            one more is answered 429 with ``Retry-After`` (whole seconds until a slot frees).
+        rate_window_s: The window of ``rate_limits`` (60: requests per minute).
     """
 
     latency_scale: float = 1.0
@@ -82,6 +87,8 @@ class SimulatorConfig:
     fault_rates: dict[str, float] = field(default_factory=dict)
     fault_models: tuple[str, ...] = ()
     slow_tail_s: float = 20.0
+    rate_limits: dict[str, int] = field(default_factory=dict)
+    rate_window_s: float = 60.0
 
     def __post_init__(self) -> None:
         for name in _FLOAT_FIELDS:
@@ -93,6 +100,7 @@ class SimulatorConfig:
         for model, probability in self.fail_models.items():
             if not 0 <= probability <= 1:
                 raise ValueError(f"fail_models[{model!r}] must be within 0..1")
+        _check_rate_limits(self.rate_limits, self.rate_window_s)
         if self.quality not in QUALITIES:
             raise ValueError(f"quality must be one of {', '.join(QUALITIES)}, got {self.quality!r}")
         for kind, rate in self.fault_rates.items():
@@ -105,6 +113,7 @@ class SimulatorConfig:
         # Private copies, so the caller's objects cannot change a frozen config behind our back.
         object.__setattr__(self, "fail_models", dict(self.fail_models))
         object.__setattr__(self, "fault_rates", dict(self.fault_rates))
+        object.__setattr__(self, "rate_limits", dict(self.rate_limits))
         object.__setattr__(self, "fault_models", tuple(self.fault_models))
 
     def rates(self) -> dict[str, float]:
@@ -177,6 +186,8 @@ class SimulatorConfig:
                 changes[name] = {
                     str(k): float(_number(f"fault_rates[{k}]", v)) for k, v in value.items()
                 }
+            elif name in _MAP_FIELDS:
+                changes[name] = _MAP_FIELDS[name](value)
             elif name == "fail_models":
                 if not isinstance(value, Mapping):
                     raise ValueError("fail_models must be an object of model -> probability")
@@ -186,6 +197,23 @@ class SimulatorConfig:
             else:
                 raise ValueError(f"unknown config field {name!r}")
         return dataclasses.replace(self, **changes)
+
+
+def _check_rate_limits(limits: Mapping[str, object], window_s: float) -> None:
+    for model, limit in limits.items():
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"rate_limits[{model!r}] must be an integer >= 1")
+    if window_s <= 0:
+        raise ValueError("rate_window_s must be > 0")
+
+
+def _rate_limits(value: object) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        raise ValueError("rate_limits must be an object of model -> requests per window")
+    return {str(k): _integer(f"rate_limits[{k}]", v) for k, v in value.items()}
+
+
+_MAP_FIELDS = {"rate_limits": _rate_limits}
 
 
 def _number(name: str, value: object) -> float | int:

@@ -6,9 +6,15 @@ and returns the stage outputs of :mod:`simulator.responses` with realistic token
 latency and injected failures. Every answer carries ``X-Leadpipe-Simulator: 1``.
 
 Control endpoints (tests, demos): ``GET|POST /_sim/config``, ``GET /_sim/stats``,
-``POST /_sim/reset``; plus ``GET /v1/models``, ``GET /health`` and a plain-text banner at ``/``.
+``GET /_sim/rate``, ``POST /_sim/reset``; plus ``GET /v1/models``, ``GET /health`` and a
+plain-text banner at ``/``.
 ``/_sim/stats`` counts every answer by model, status, stage and weak-model fault, so a fault
 test can compare what the provider answered with the rows of leadpipe's ledger.
+
+Rate limits (``rate_limits``: model -> requests per ``rate_window_s`` sliding window, like a
+strict provider) answer one request too many with 429 and ``Retry-After``. ``/_sim/rate``
+counts, per model, the requests received and answered 200 per calendar minute, and the most
+seen in any sliding window, so a test can check a client-side limiter from the provider's side.
 
 Weak-model mode (``quality="weak"`` or ``fault_rates``, see :mod:`simulator.faults`) makes
 answers go wrong in the ways small models do, deterministically per request.
@@ -16,6 +22,7 @@ answers go wrong in the ways small models do, deterministically per request.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import math
@@ -23,7 +30,7 @@ import random
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
@@ -119,6 +126,8 @@ class _State:
         self.rng = random.Random()
         self.stopping = threading.Event()  # set on stop: wakes handlers sleeping on latency
         self.counts: dict[str, Counter[str]] = {}
+        self.window: dict[str, deque[float]] = {}  # model -> accepted times in the window
+        self.seen: dict[str, dict[str, list[float]]] = {}  # received/answered -> model -> times
         self.reset()
 
     def reset(self) -> None:
@@ -130,6 +139,7 @@ class _State:
                 "by_stage": Counter(),
                 "by_fault": Counter(),
             }
+            self.window, self.seen = {}, {"received": {}, "answered": {}}
             self.rng.seed(self.config.seed)
 
     def update(self, patch: dict[str, Any]) -> SimulatorConfig:
@@ -146,15 +156,50 @@ class _State:
             # A failing model answers at once (429/500/503) so fallback tests stay quick; only
             # the global error rate also produces timeouts.
             if rng.random() < config.failure_probability(model):
-                failure = rng.choice(("rate_limit", "server_error", "unavailable"))
+                failure = rng.choice(("server_error", "unavailable"))
             elif rng.random() < config.error_rate:
                 failure = rng.choice(_ERROR_RATE_KINDS)
             return failure, rng.uniform(0.8, 1.2), config
+
+    def admit(self, model: str) -> int | None:
+        """Count one request against the model's rate limit: None, or seconds to Retry-After."""
+        with self.lock:
+            now = time.time()
+            self.seen["received"].setdefault(model, []).append(now)
+            limit = self.config.rate_limits.get(model)
+            if limit is None:
+                return None
+            times = self.window.setdefault(model, deque())
+            span = self.config.rate_window_s
+            while times and times[0] <= now - span:
+                times.popleft()
+            if len(times) >= limit:
+                return max(1, math.ceil(times[0] + span - now))
+            times.append(now)
+            return None
+
+    def rate_report(self) -> dict[str, Any]:
+        """Per model: requests received and answered per minute, and the most in any window."""
+        with self.lock:
+            span = self.config.rate_window_s
+            out: dict[str, Any] = {"window_s": span, "limits": dict(self.config.rate_limits)}
+            for kind, by_model in self.seen.items():
+                out[kind] = {
+                    model: {
+                        "per_minute": dict(Counter(str(int(t // 60) * 60) for t in times)),
+                        "max_in_window": _max_in_window(times, span),
+                        "total": len(times),
+                    }
+                    for model, times in by_model.items()
+                }
+            return out
 
     def record(
         self, model: str | None, status: int, stage: str | None, fault: str | None = None
     ) -> None:
         with self.lock:
+            if status == 200 and model is not None:
+                self.seen["answered"].setdefault(model, []).append(time.time())
             model = model or "(invalid request)"
             self.counts["by_status"][str(status)] += 1
             self.counts["by_model"][model] += 1
@@ -219,6 +264,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, self.state.config.to_dict())
         elif path == "/_sim/stats":
             self._send(200, self.state.snapshot())
+        elif path == "/_sim/rate":
+            self._send(200, self.state.rate_report())
         else:
             self._send(404, _error("openai", "not_found_error", f"unknown path {path!r}"))
 
@@ -263,8 +310,12 @@ class _Handler(BaseHTTPRequestHandler):
             logger.debug("%s %s status=400 %s", LABEL, api, text)
             self._send(400, _error(api, "invalid_request_error", text))
             return
-        failure, jitter, config = self.state.draw(request.model)
         stage = detect_stage(request.system)
+        wait = self.state.admit(request.model)
+        if wait is not None:
+            self._fail(request, "rate_limit", self.state.config, stage, retry_after=wait)
+            return
+        failure, jitter, config = self.state.draw(request.model)
         if failure is not None:
             self._fail(request, failure, config, stage)
             return
@@ -303,14 +354,20 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _fail(
-        self, request: Completion, kind: str, config: SimulatorConfig, stage: str | None
+        self,
+        request: Completion,
+        kind: str,
+        config: SimulatorConfig,
+        stage: str | None,
+        retry_after: int | None = None,
     ) -> None:
         status, openai_type, anthropic_type = _FAILURES[kind]
         if kind == "timeout":
             # Hold the connection so a client with a shorter timeout sees a read timeout.
             self.state.stopping.wait(config.timeout_s)
-        retry = status == 429 and config.retry_after_s is not None
-        headers = {"Retry-After": str(config.retry_after_s)} if retry else {}
+        retry_after = retry_after if retry_after is not None else config.retry_after_s
+        retry = status == 429 and retry_after is not None
+        headers = {"Retry-After": str(retry_after)} if retry else {}
         error_type = anthropic_type if request.api == "anthropic" else openai_type
         message = f"simulated {kind.replace('_', ' ')} for model {request.model} ({LABEL})"
         if kind == "unauthorized":
@@ -336,6 +393,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up first; nobody is left to answer
+
+
+def _max_in_window(times: list[float], span: float) -> int:
+    """The most of ``times`` (ascending) inside any half-open window ``[t, t + span)``."""
+    return max((bisect.bisect_left(times, t + span) - i for i, t in enumerate(times)), default=0)
 
 
 def _route(raw: str) -> str:

@@ -21,6 +21,7 @@ from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from db.enums import Stage
 from pipeline.budget.guard import BudgetRefused
+from pipeline.errors import RateLimited
 from pipeline.liveness import OWNER, RUNNING, worker_id
 from pipeline.liveness import is_transient as _infra_transient
 from pipeline.settings import get_settings
@@ -62,6 +63,10 @@ class PipelineTask(Task):  # type: ignore[type-arg]
             self._send_later(exc.retry_after_s, retries=self.request.retries)
             log.warning("lead_parked", reason=str(exc))
             raise Ignore() from exc
+        except RateLimited as exc:  # same model later, after the limit's countdown
+            self._cleanup(kwargs)
+            self._defer(kwargs, exc)
+            raise Ignore() from exc
         except Exception as exc:
             if not is_transient(exc):
                 self._fail(kwargs, exc)
@@ -97,6 +102,15 @@ class PipelineTask(Task):  # type: ignore[type-arg]
             self._note_parked(kwargs, exc)
         log.warning("task_retry", error=f"{type(exc).__name__}: {exc}", countdown=round(countdown))
         self._send_later(countdown, retries=retries + 1)
+
+    def _defer(self, kwargs: dict[str, Any], exc: RateLimited) -> None:
+        """Our own limit's deferral is pacing, not a failure: retries untouched. A provider's
+        429 counts, so one that never ends (a spent quota) parks the lead with its reason."""
+        retries = self.request.retries + (1 if exc.refused else 0)
+        if exc.refused and retries > PARK_AFTER_RETRIES:
+            self._note_parked(kwargs, exc)
+        log.info("task_deferred", reason=str(exc), countdown=round(exc.retry_after_s, 1))
+        self._send_later(exc.retry_after_s, retries=retries)
 
     def _note_parked(self, kwargs: dict[str, Any], exc: Exception) -> None:
         try:

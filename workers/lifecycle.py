@@ -12,6 +12,7 @@ from celery.signals import celeryd_after_setup, worker_process_shutdown, worker_
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, make_session_factory
+from pipeline import metrics
 from pipeline.budget.guard import BudgetConfig, BudgetGuard
 from pipeline.budget.reservations import ReservationStore
 from pipeline.budget.throttle import ttl_multiplier
@@ -19,6 +20,7 @@ from pipeline.deps import Deps, RoutingPolicy
 from pipeline.llm.breaker import CircuitBreaker
 from pipeline.llm.cache import ResponseCache
 from pipeline.llm.providers import build_providers, make_http_client
+from pipeline.llm.ratelimit import RateLimiter
 from pipeline.llm.routing import load_routing_table
 from pipeline.logs import configure_logging
 from pipeline.settings import Settings, get_settings
@@ -57,6 +59,7 @@ def build_deps(settings: Settings) -> Deps:
             sender_website=settings.sender_website,
         ),
         breaker=CircuitBreaker(client),
+        limiter=RateLimiter(client, routing.limits, observe=metrics.observe_rate_limit),
         budget=guard,
         stage_lease_s=settings.stage_lease_s,
         heartbeat_grace_s=settings.heartbeat_ttl_s,

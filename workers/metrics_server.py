@@ -15,7 +15,7 @@ from celery.signals import worker_ready
 from prometheus_client import REGISTRY, start_http_server
 
 from pipeline.budget.guard import BudgetConfig, BudgetGuard
-from pipeline.metrics import StateCollector, guard_reading, ledger_reading
+from pipeline.metrics import RateLimitCollector, StateCollector, guard_reading, ledger_reading
 from pipeline.settings import get_settings
 from workers.app import app
 from workers.lifecycle import process_deps
@@ -63,4 +63,7 @@ def start_metrics_server(**_: Any) -> None:
             budget=budget,
         )
     )
+    limiter = deps.limiter
+    if limiter is not None:  # limits configured here, and any model cooling down after a 429
+        REGISTRY.register(RateLimitCollector(lambda: (limiter.state(), limiter.cooldowns())))
     log.info("metrics_serving", port=settings.metrics_port)

@@ -28,6 +28,7 @@ from pipeline.errors import (
     PipelineError,
     ProviderRejected,
     ProviderUnavailable,
+    RateLimited,
 )
 from pipeline.llm import journal
 from pipeline.llm.cache import ResponseCache
@@ -42,6 +43,7 @@ from pipeline.llm.contracts import (
     validate,
 )
 from pipeline.llm.providers.base import LLMProvider
+from pipeline.llm.ratelimit import DEFAULT_429_COOLDOWN_S, Permit
 from pipeline.logs import mask_secrets
 from pipeline.models import GatewayResult, LLMRequest, LLMResponse, Prompt, Route, Usage
 
@@ -167,12 +169,15 @@ class _ChainRun:
         fallback_from = self.primary if route.ref != self.primary else None
         request = _request(route, prompt, self.contract)
         reservation = _reserve(deps, self.ctx, route, request)
+        permit = _admit(deps, route, request, reservation)  # rate limit: waits or RateLimited
         started = time.monotonic()
         record = (deps, self.ctx, route, prompt, self.attempt, fallback_from, started)
         try:
-            response = _complete(deps, provider, request, reservation)
+            response = _complete(deps, provider, request, reservation, permit)
         except ProviderUnavailable as exc:
             _record(*record, error=str(exc))
+            if exc.status_code == 429:  # never up the ladder: the same model, later
+                raise _rate_limited(deps, route, exc) from exc
             _note_unavailable(deps, route, exc)
             self.errors.append(f"{route.ref}: {exc.reason}")
             self.transient = True
@@ -249,7 +254,11 @@ def _reserve(deps: Deps, ctx: CallContext, route: Route, request: LLMRequest) ->
 
 
 def _complete(
-    deps: Deps, provider: LLMProvider, request: LLMRequest, reservation: Reservation | None
+    deps: Deps,
+    provider: LLMProvider,
+    request: LLMRequest,
+    reservation: Reservation | None,
+    permit: Permit | None = None,
 ) -> LLMResponse:
     try:
         return provider.complete(request)
@@ -257,6 +266,37 @@ def _complete(
         if reservation is not None and deps.budget is not None:
             deps.budget.release(reservation)
         raise
+    finally:
+        if permit is not None and deps.limiter is not None:
+            deps.limiter.release(permit)  # a concurrency lease only; no Redis step otherwise
+
+
+def _admit(
+    deps: Deps, route: Route, request: LLMRequest, reservation: Reservation | None
+) -> Permit | None:
+    """Wait for this call's slot under the shared limits (``llm/ratelimit.py``).
+
+    Raises:
+        RateLimited: the slot is further away than the limiter waits; the task goes later
+            (the call's budget reservation is released: it was never sent).
+    """
+    if deps.limiter is None:
+        return None
+    tokens = estimate_prompt_tokens(request.system, request.user) + request.max_tokens
+    try:
+        return deps.limiter.admit(route.ref, tokens)
+    except BaseException:
+        if reservation is not None:
+            _release_quietly(deps, reservation)
+        raise
+
+
+def _rate_limited(deps: Deps, route: Route, exc: ProviderUnavailable) -> RateLimited:
+    """A 429: every worker holds the model back for its Retry-After; this task goes later."""
+    wait = exc.retry_after_s or DEFAULT_429_COOLDOWN_S
+    if deps.limiter is not None:
+        wait = deps.limiter.penalize(route.ref, exc.retry_after_s)
+    return RateLimited(f"{route.ref} answered 429", wait, refused=True)
 
 
 def _settle(

@@ -8,7 +8,7 @@ Pure: no I/O beyond reading the TOML file it is given.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from importlib.resources import files
@@ -18,6 +18,7 @@ from typing import Any
 from db.enums import Stage, Tier
 from pipeline.errors import ConfigError
 from pipeline.llm.catalog import Catalog
+from pipeline.llm.ratelimit import RateLimits, parse_rate_limits
 from pipeline.models import Route
 
 TIER_KEYS = ("default", *(t.value for t in Tier))
@@ -75,6 +76,8 @@ class RoutingTable:
     stages: dict[Stage, StageRoutes]
     models: dict[str, ModelInfo]
     catalog: Catalog
+    limits: RateLimits = field(default_factory=RateLimits)
+    """Shared rate limits per model and provider (``[rate_limits]``; none by default)."""
 
     def chain(self, stage: Stage, tier: str | None, *, reason: str = "") -> list[Route]:
         """The balanced chain for ``stage`` at ``tier`` (primary first, then fallbacks)."""
@@ -198,7 +201,26 @@ def parse_routing_table(doc: dict[str, Any], *, where: str = "routing table") ->
     missing = [s.value for s in Stage if s not in stages]
     if missing:
         raise ConfigError(f"{where}: no routes for stage(s) {', '.join(missing)}")
-    return RoutingTable(stages=stages, models=models, catalog=catalog)
+    limits = parse_rate_limits(doc.get("rate_limits", {}), aliases, where)
+    _check_limits_used(limits, stages, aliases, where)
+    return RoutingTable(stages=stages, models=models, catalog=catalog, limits=limits)
+
+
+def _check_limits_used(
+    limits: RateLimits, stages: dict[Stage, StageRoutes], aliases: dict[str, str], where: str
+) -> None:
+    """A limit on a model or provider no route uses is a typo that would limit nothing."""
+    refs = set(aliases.values()) | {ref for s in stages.values() for ref in s.ladder}
+    for ref in limits.models:
+        if ref not in refs:
+            raise ConfigError(f"{where}: rate_limits.models: no route uses model {ref!r}")
+    providers = {ref.partition(":")[0] for ref in refs}
+    for name in limits.providers:
+        if name not in providers:
+            raise ConfigError(
+                f"{where}: rate_limits.providers: no route uses provider {name!r}; "
+                f"known: {', '.join(sorted(providers))}"
+            )
 
 
 def _parse_models(

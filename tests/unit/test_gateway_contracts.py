@@ -18,10 +18,11 @@ from sqlalchemy import select
 from db.enums import CallStatus, Stage
 from db.models import LLMCall
 from pipeline.deps import Deps
-from pipeline.errors import AllRoutesFailed, NoValidAnswer
+from pipeline.errors import AllRoutesFailed, NoValidAnswer, RateLimited
 from pipeline.llm.breaker import CircuitBreaker
 from pipeline.llm.gateway import CallContext, call_model
 from pipeline.llm.providers.openai_compat import OpenAICompatible
+from pipeline.llm.ratelimit import Limit, RateLimiter, RateLimits
 from pipeline.logs import configure_logging
 from pipeline.models import Prompt, Route
 from pipeline.settings import ProviderSettings
@@ -193,9 +194,79 @@ def test_timeouts_are_transient_and_do_not_open_the_breaker(deps: Deps) -> None:
     assert routed.breaker is not None and not routed.breaker.is_open(A.ref)
 
 
-@pytest.mark.parametrize("code", [408, 409, 429, 500, 503])
+@pytest.mark.parametrize("code", [408, 409, 500, 503])
 def test_transient_codes_leave_the_retry_to_the_task(deps: Deps, code: int) -> None:
     alpha = Script(code)
     with pytest.raises(AllRoutesFailed):
         call_model(scripted(deps, alpha=alpha), CTX, PROMPT, [A])
     assert len(alpha.bodies) == 1  # one attempt: the task's retry is the only retry loop
+
+
+def _too_many(seconds: str | None) -> Callable[[httpx.Request], httpx.Response]:
+    headers = {"Retry-After": seconds} if seconds is not None else {}
+    return lambda _: httpx.Response(429, json={"error": {"message": "slow down"}}, headers=headers)
+
+
+def test_a_429_never_falls_up_the_ladder_and_holds_the_model_for_everyone(deps: Deps) -> None:
+    """Issue 14: a 429 defers the call to the same model; the next rung is not asked."""
+    alpha, beta = Script(*[_too_many("7")] * 6), Script(json.dumps(GOOD))
+    routed = scripted(deps, alpha=alpha, beta=beta)
+    routed.limiter = RateLimiter(deps.redis, RateLimits())  # type: ignore[arg-type]
+    for n in range(6):  # more than the breaker's threshold
+        with pytest.raises(RateLimited) as info:
+            call_model(routed, CallContext(Stage.SCORE, None, f"run-{n}", None), PROMPT, [A, B])
+        assert 6.5 < info.value.retry_after_s <= 7.0  # the shared cooldown's time left
+    assert not beta.bodies  # never escalated to the other model
+    assert routed.breaker is not None and not routed.breaker.is_open(A.ref)  # not "broken"
+    ledger = rows(deps)
+    assert [(r.model, r.status) for r in ledger] == [(A.model, CallStatus.ERROR)] * 6
+    assert all("HTTP 429" in str(r.error) and r.cost_usd == 0 for r in ledger)
+    # Every worker's limiter now holds the model back (a limit configured on it).
+    other = RateLimiter(
+        deps.redis,  # type: ignore[arg-type]
+        RateLimits(models={A.ref: Limit(requests_per_min=600)}, max_wait_s=1.0),
+    )
+    with pytest.raises(RateLimited, match="429 cooldown"):
+        other.admit(A.ref, 10)
+
+
+def test_a_429_without_retry_after_and_without_a_limiter_still_defers(deps: Deps) -> None:
+    alpha, beta = Script(_too_many(None)), Script(json.dumps(GOOD))
+    with pytest.raises(RateLimited) as info:
+        call_model(scripted(deps, alpha=alpha, beta=beta), CTX, PROMPT, [A, B])
+    assert info.value.retry_after_s == 5.0 and not beta.bodies
+
+
+def test_a_limited_model_is_not_called_and_nothing_is_reserved(deps: Deps) -> None:
+    alpha, beta = Script(json.dumps(GOOD), json.dumps(GOOD)), Script(json.dumps(GOOD))
+    routed = scripted(deps, alpha=alpha, beta=beta)
+    limits = RateLimits(models={A.ref: Limit(requests_per_min=1)}, max_wait_s=0.0)
+    routed.limiter = RateLimiter(deps.redis, limits)  # type: ignore[arg-type]
+    assert call_model(routed, CTX, PROMPT, [A, B]).route.ref == A.ref
+    with pytest.raises(RateLimited, match=f"model:{A.ref} req/min"):
+        call_model(routed, CallContext(Stage.SCORE, None, "run-2", None), PROMPT, [A, B])
+    assert len(alpha.bodies) == 1 and not beta.bodies
+    assert len(rows(deps)) == 1  # a call that was never sent is no ledger row
+
+
+def test_a_deferred_call_gives_its_budget_reservation_back(deps: Deps) -> None:
+    from decimal import Decimal
+
+    from pipeline.budget.guard import BudgetConfig, BudgetGuard
+    from pipeline.budget.reservations import ReservationStore
+
+    big = Decimal(1000)
+    guard = BudgetGuard(
+        ReservationStore(deps.redis),  # type: ignore[arg-type]
+        deps.session_factory,
+        BudgetConfig(limits={"daily": big, "weekly": big, "monthly": big}),
+    )
+    alpha = Script(json.dumps(GOOD))
+    routed = dataclasses.replace(scripted(deps, alpha=alpha), budget=guard)
+    limits = RateLimits(models={A.ref: Limit(requests_per_min=1)}, max_wait_s=0.0)
+    routed.limiter = RateLimiter(deps.redis, limits)  # type: ignore[arg-type]
+    call_model(routed, CTX, PROMPT, [A])
+    with pytest.raises(RateLimited):
+        call_model(routed, CallContext(Stage.SCORE, None, "run-2", None), PROMPT, [A])
+    status = guard.status(fresh=True)
+    assert all(p.reserved_usd == 0 for p in status.periods), status

@@ -203,8 +203,10 @@ def queues_status(as_json: JsonOpt = False) -> None:
                 "state": _state(paused, consumers),
             }
         )
+    limits, cooling = _rate_limits(deps)
     if as_json:
-        sys.stdout.write(json.dumps({"queues": rows}) + "\n")
+        doc = {"queues": rows, "rate_limits": limits, "rate_limit_cooldowns": cooling}
+        sys.stdout.write(json.dumps(doc) + "\n")
         return
     table = Table("queue", "state", "consumers", "pending", "since", "by", "reason")
     for r in rows:
@@ -222,6 +224,32 @@ def queues_status(as_json: JsonOpt = False) -> None:
     out.print(table)
     if live is None:
         out.print("no worker answered: consumers unknown (is a worker running?)")
+    _print_rate_limits(limits, cooling)
+
+
+def _rate_limits(deps: Deps) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """The routing table's shared rate limits with their state in Redis, and 429 cooldowns."""
+    if deps.limiter is None:
+        return [], {}
+    return deps.limiter.state(), deps.limiter.cooldowns()
+
+
+def _print_rate_limits(limits: list[dict[str, Any]], cooling: dict[str, float]) -> None:
+    if not limits:
+        out.print("rate limits: none configured ([rate_limits] in the routing table)")
+    else:
+        table = Table("rate limit", "limits", "next request in", "tokens free", "in flight")
+        for r in limits:
+            table.add_row(
+                r["scope"],
+                r["limits"],
+                "" if r["next_free_s"] is None else f"{r['next_free_s']:.1f} s",
+                "" if r["tokens_free"] is None else str(r["tokens_free"]),
+                "" if r["in_flight"] is None else f"{r['in_flight']}/{r['max_concurrent']}",
+            )
+        out.print(table)
+    for model, seconds in sorted(cooling.items()):
+        out.print(f"{model}: held back {seconds:.1f} s more after a 429 (Retry-After)")
 
 
 @queues.command("pause")

@@ -81,6 +81,11 @@ def simulator(
         list[str] | None, typer.Option(help="only these models (substrings) answer badly")
     ] = None,
     slow_tail_s: Annotated[float, typer.Option(help="extra seconds of a 'slow' answer")] = 20.0,
+    rate_limit: Annotated[
+        list[str] | None,
+        typer.Option(help="MODEL=N: N requests per --rate-window-s, then 429 (repeatable)"),
+    ] = None,
+    rate_window_s: Annotated[float, typer.Option(help="window of --rate-limit")] = 60.0,
 ) -> None:
     """Serve the offline provider SIMULATOR (OpenAI- and Anthropic-compatible, no real model)."""
     from simulator import SimulatorConfig, SimulatorServer
@@ -95,10 +100,22 @@ def simulator(
             fault_rates=_fault_rates(fault or []),
             fault_models=tuple(fault_model or ()),
             slow_tail_s=slow_tail_s,
+            rate_limits=_rate_limits(rate_limit or []),
+            rate_window_s=rate_window_s,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     SimulatorServer(host=host, port=port, config=config).serve_forever()
+
+
+def _rate_limits(pairs: list[str]) -> dict[str, int]:
+    limits = {}
+    for pair in pairs:
+        model, _, count = pair.rpartition("=")
+        if not model or not count.strip().isdigit():
+            raise typer.BadParameter(f"--rate-limit wants MODEL=N, got {pair!r}")
+        limits[model.strip()] = int(count)
+    return limits
 
 
 def _fault_rates(pairs: list[str]) -> dict[str, float]:

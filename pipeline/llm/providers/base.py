@@ -63,7 +63,7 @@ def provider_errors(provider: str) -> Iterator[None]:
         message = f"HTTP {code}: {_error_message(exc.response)}"
         if code in TRANSIENT_4XX or code >= 500:
             raise ProviderUnavailable(
-                provider, message, retry_after_s=retry_after(exc.response)
+                provider, message, retry_after_s=retry_after(exc.response), status_code=code
             ) from exc
         raise ProviderRejected(provider, message, status_code=code) from exc
     except httpx.TimeoutException as exc:
