@@ -81,6 +81,10 @@ def simulator(
         list[str] | None, typer.Option(help="only these models (substrings) answer badly")
     ] = None,
     slow_tail_s: Annotated[float, typer.Option(help="extra seconds of a 'slow' answer")] = 20.0,
+    slots: Annotated[
+        int, typer.Option(help="self-hosted mode: answer at most this many at once (0: no cap)")
+    ] = 0,
+    per_token_ms: Annotated[float, typer.Option(help="latency per completion token")] = 8.0,
 ) -> None:
     """Serve the offline provider SIMULATOR (OpenAI- and Anthropic-compatible, no real model)."""
     from simulator import SimulatorConfig, SimulatorServer
@@ -95,6 +99,8 @@ def simulator(
             fault_rates=_fault_rates(fault or []),
             fault_models=tuple(fault_model or ()),
             slow_tail_s=slow_tail_s,
+            slots=slots,
+            per_token_ms=per_token_ms,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
