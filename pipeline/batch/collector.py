@@ -105,6 +105,15 @@ def divert(deps: Deps, ctx: CallContext, prompt: Prompt, route: Route, request: 
     raise AwaitingBatch(ctx.stage.value, route.ref, policy.window_s, full=full)
 
 
+def register(
+    deps: Deps, ctx: CallContext, prompt: Prompt, route: Route, request: LLMRequest
+) -> None:
+    """Store one request as pending for the batch path (benchmarks and tests; ``divert`` does
+    the same for a stage, deciding first whether it should)."""
+    with deps.session_scope() as session:
+        session.add(_new_request(ctx, prompt, route, request))
+
+
 def _new_request(ctx: CallContext, prompt: Prompt, route: Route, request: LLMRequest) -> Any:
     payload = {
         "system": request.system,
