@@ -323,15 +323,16 @@ def _process(
         _to_sync(deps, to_send, f"no batch backend for {ref}", done)
         to_send = []
     holds, sendable = _reserve_all(deps, ref, to_send, done)
-    results: Sequence[BatchItemResult] = []
+    results: Sequence[BatchItemResult] | None = []
     started = time.monotonic()
     if sendable and backend is not None:
         results = _send(deps, backend, group_id, ref, sendable, holds, done)
     answers = _Answers(ref, backend, journaled, int((time.monotonic() - started) * 1000))
-    finished += _apply(deps, answers, by_id, results, holds, done)
+    finished += _apply(deps, answers, by_id, results or [], holds, done)
+    status = store.FINISHED if results is not None else store.FAILED
     with deps.session_scope() as session:
         store.finish_requests(session, [i.request_id for i in finished], store.DONE, None)
-        store.finish_group(session, group_id, store.FINISHED, backend=_name(backend))
+        store.finish_group(session, group_id, status, backend=_name(backend))
         done.resumes += store.resumes(session, _rows(session, [p.request_id for p in finished]))
 
 
@@ -436,8 +437,9 @@ def _send(
     items: Sequence[_Pending],
     holds: dict[str, _Hold],
     done: Collected,
-) -> Sequence[BatchItemResult]:
-    """Submit and wait for the results; the whole group goes to sync if the backend fails."""
+) -> Sequence[BatchItemResult] | None:
+    """Submit and wait for the results; the whole group goes to sync if the backend fails
+    (None)."""
     model = ref.partition(":")[2]
     batch = [BatchItem(i.request_id, i.request()) for i in items]
     started = time.monotonic()
@@ -455,7 +457,7 @@ def _send(
         holds.clear()
         _to_sync(deps, items, f"batch backend failed: {exc}", done)
         log.warning("batch_group_to_sync", group=group_id, error=str(exc), size=len(items))
-        return []
+        return None
     log.info(
         "batch_group_done",
         group=group_id,

@@ -222,13 +222,12 @@ def resumes(session: Session, rows: Sequence[BatchRequest]) -> list[Resume]:
     priority: dict[int, int] = {}
     for start in range(0, len(leads), 1000):
         chunk = leads[start : start + 1000]
-        priority.update(
-            session.execute(
-                select(Lead.id, Batch.priority)
-                .join(Batch, Lead.batch_id == Batch.id)
-                .where(Lead.id.in_(chunk))
-            ).tuples()
-        )
+        found = session.execute(
+            select(Lead.id, Batch.priority)
+            .join(Batch, Lead.batch_id == Batch.id)
+            .where(Lead.id.in_(chunk))
+        ).all()
+        priority.update((row[0], row[1]) for row in found)
     return [
         Resume(row.lead_id, row.run_id, row.stage, int(priority.get(row.lead_id, 5)))
         for row in rows
