@@ -37,6 +37,7 @@ from pipeline.batch.backend import BatchBackend, BatchItem, BatchItemResult
 from pipeline.batch.selfhosted import GPU_SECOND_VERSION, SelfHostedBackend
 from pipeline.budget.guard import BudgetRefused, Reservation
 from pipeline.errors import PipelineError
+from pipeline.liveness import heartbeat_key, owner_worker, worker_id
 from pipeline.llm import journal
 from pipeline.llm.catalog import estimate_max_cost, estimate_prompt_tokens
 from pipeline.llm.contracts import contract_for, shown_answer, validate
@@ -198,6 +199,7 @@ def collect(
     factory = backend_for or default_backend
     threshold = policy.threshold(stage, ref) or 0
     with deps.session_scope() as session:
+        store.expire_dead_leases(session, stage, ref, lambda o: _dead(deps.redis, o, owner))
         taken = store.take_over(session, stage, ref, owner, policy.lease_s)
     for group, rows in taken:
         log.warning("batch_group_taken_over", group=group.id, size=len(rows))
@@ -232,6 +234,18 @@ def collect(
         done.to_sync += len(released)
         log.info("batch_too_small_to_group", stage=stage, model=ref, count=len(released))
         return done
+
+
+def _dead(client: Redis | None, holder: str, me: str) -> bool:
+    """A group's lease holder whose worker has no heartbeat (killed): take its group at once.
+
+    Only a worker's owner string (``host:pid:suffix/task``) is checked; anything else waits for
+    its lease to run out.
+    """
+    worker = owner_worker(holder)
+    if client is None or holder == me or worker.count(":") < 2 or worker == worker_id():
+        return False
+    return not client.exists(heartbeat_key(worker))
 
 
 def _recent_group(session: Any, stage: str, ref: str, within_s: float) -> bool:
