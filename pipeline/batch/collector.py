@@ -85,16 +85,20 @@ def divert(deps: Deps, ctx: CallContext, prompt: Prompt, route: Route, request: 
     if policy is None or threshold is None or ctx.lead_id is None or ctx.run_id is None:
         return
     rid = ctx.journal_key
-    with deps.session_scope() as session:
-        row = store.find(session, rid)
-        if row is None:
-            if endpoint_down(deps.redis, route.provider) or _in_ledger(session, rid):
-                return
-            session.add(_new_request(ctx, prompt, route, request))
-            status, age = store.PENDING, 0.0
-        else:
-            status, age = row.status, (store.now() - store.aware(row.created_at)).total_seconds()
-        backlog = store.backlog(session, ctx.stage.value, route.ref).count
+    try:
+        with deps.session_scope() as session:
+            row = store.find(session, rid)
+            if row is None:
+                if endpoint_down(deps.redis, route.provider) or _in_ledger(session, rid):
+                    return
+                session.add(_new_request(ctx, prompt, route, request))
+                status, age = store.PENDING, 0.0
+            else:
+                status = row.status
+                age = (store.now() - store.aware(row.created_at)).total_seconds()
+            backlog = store.backlog(session, ctx.stage.value, route.ref).count
+    except IntegrityError:  # a duplicate delivery registered the same request a moment ago
+        status, age, backlog = store.PENDING, 0.0, 0
     if status not in store.WAITING:
         return
     if age > policy.max_wait_s:
@@ -102,7 +106,7 @@ def divert(deps: Deps, ctx: CallContext, prompt: Prompt, route: Route, request: 
             store.finish_request(session, rid, store.SYNC, "waited past max_wait_s")
         log.warning("batch_request_late", request_id=rid, waited_s=round(age))
         return
-    full = backlog + 1 >= policy.max_group
+    full = backlog >= policy.max_group
     raise AwaitingBatch(ctx.stage.value, route.ref, policy.window_s, full=full)
 
 
