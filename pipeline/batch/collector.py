@@ -19,6 +19,7 @@ a ledger row nor a journal entry. A request left waiting past ``max_wait_s`` goe
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -323,6 +324,7 @@ def _process(
     """Send one group and write every answer; every request ends done or back on sync."""
     by_id = {p.request_id: p for p in pending}
     journaled: set[str] = set()
+    lease = _Lease(deps, group_id)
 
     def journal_now(result: BatchItemResult) -> None:
         item = by_id[result.request_id]
@@ -330,6 +332,7 @@ def _process(
             entry = journal.Entry.of(item.request_id, item.route(), result.response, 1, None)
             if journal.remember(deps.redis, item.request_id, entry):
                 journaled.add(item.request_id)
+        lease.renew()  # a long group on a slow endpoint is still ours: nobody takes it over
 
     # Answered before a crash: write what the ledger or journal holds, pay nothing again.
     finished = _recover_all(deps, pending)
@@ -352,6 +355,27 @@ def _process(
         store.finish_requests(session, [i.request_id for i in finished], store.DONE, None)
         store.finish_group(session, group_id, status, backend=_name(backend))
         done.resumes += store.resumes(session, _rows(session, [p.request_id for p in finished]))
+
+
+class _Lease:
+    """Extends a group's lease while its answers keep arriving (at most every quarter lease)."""
+
+    def __init__(self, deps: Deps, group_id: str) -> None:
+        self._deps, self._group_id = deps, group_id
+        self._lease_s = deps.batch.lease_s if deps.batch is not None else 300.0
+        self._renewed = time.monotonic()
+        self._lock = threading.Lock()
+
+    def renew(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._renewed < self._lease_s / 4:
+                return
+            self._renewed = time.monotonic()
+        try:
+            with self._deps.session_scope() as session:
+                store.renew_lease(session, self._group_id, self._lease_s)
+        except Exception as exc:  # the DB blinked: the next answer renews it
+            log.warning("batch_lease_renew_failed", error=type(exc).__name__)
 
 
 @dataclass(slots=True)

@@ -216,6 +216,14 @@ def finish_requests(
     return changed
 
 
+def renew_lease(session: Session, group_id: str, lease_s: float) -> None:
+    session.execute(
+        update(BatchGroup)
+        .where(BatchGroup.id == group_id, BatchGroup.status.in_((OPEN, SUBMITTED)))
+        .values(lease_until=now() + dt.timedelta(seconds=lease_s))
+    )
+
+
 def mark_submitted(session: Session, group_id: str, handle: str, backend: str) -> None:
     session.execute(
         update(BatchGroup)

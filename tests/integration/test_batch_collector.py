@@ -8,6 +8,8 @@ request back to the sync path.
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 import uuid
 
@@ -151,3 +153,24 @@ def test_an_endpoint_that_never_answers_sends_the_group_to_sync(batch_deps: Deps
     assert deps.redis is not None and deps.redis.exists("leadpipe:batch:down:vllm")
     with deps.session_scope() as session:
         assert session.scalars(select(BatchGroup.status)).one() == "failed"
+
+
+def test_a_long_group_keeps_its_lease_while_answers_arrive(
+    batch_deps: Deps, simulator: SimulatorServer
+) -> None:
+    deps, route = batch_deps, _route(batch_deps)
+    assert deps.batch is not None
+    deps.batch = dataclasses.replace(deps.batch, lease_s=1.0)
+    simulator.configure(latency_scale=0.2)  # about 0.3 s an answer, 4 at a time: ~2 s a group
+    _register(deps, 24)
+    httpx.post(simulator.url.removesuffix("/v1") + "/_sim/reset")
+    stolen: list[object] = []
+    thief = threading.Timer(1.5, lambda: stolen.append(collect(deps, STAGE, route.ref, owner="t")))
+    thief.start()
+    started = time.monotonic()
+    done = collect(deps, STAGE, route.ref, owner="slow/1")
+    thief.join()
+    assert time.monotonic() - started > 1.5  # the group outlived its first lease
+    assert done.answered == 24
+    assert stolen and stolen[0].answered == stolen[0].recovered == 0  # type: ignore[attr-defined]
+    assert _answered(simulator) == 24  # nothing was sent twice
