@@ -9,6 +9,7 @@ request back to the sync path.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import threading
 import time
 import uuid
@@ -20,7 +21,7 @@ from sqlalchemy import func, select
 from db.enums import CallStatus, Stage
 from db.models import BatchGroup, BatchRequest, LLMCall
 from pipeline.batch import store
-from pipeline.batch.collector import collect, register
+from pipeline.batch.collector import AwaitingBatch, collect, divert, register
 from pipeline.batch.config import parse_batch_policy
 from pipeline.deps import Deps
 from pipeline.llm import journal
@@ -29,6 +30,7 @@ from pipeline.llm.gateway import CallContext, request_for
 from pipeline.llm.prompts import render
 from pipeline.models import LLMResponse, Route, Usage
 from simulator import SimulatorServer
+from tests.factories import SMB_ROW, make_batch
 
 pytestmark = pytest.mark.integration
 STAGE = Stage.ANALYZE.value
@@ -174,3 +176,38 @@ def test_a_long_group_keeps_its_lease_while_answers_arrive(
     assert done.answered == 24
     assert stolen and stolen[0].answered == stolen[0].recovered == 0  # type: ignore[attr-defined]
     assert _answered(simulator) == 24  # nothing was sent twice
+
+
+def test_divert_pauses_a_batchable_call_once_and_lets_the_rest_through(batch_deps: Deps) -> None:
+    deps, route = batch_deps, _route(batch_deps)
+    with deps.session_scope() as session:
+        batch = make_batch(session, [SMB_ROW], priority=3)
+    lead_id = batch.leads[0][0]
+    prompt = render("analyze", lead={"company": "Corner Bakery"}, website_text="Bread daily.")
+    request = request_for(route, prompt, contract_for(Stage.ANALYZE))
+    ctx = CallContext(Stage.ANALYZE, lead_id, batch.run_id, None)
+    for _ in range(2):  # a redelivered task waits for the same request, never a second one
+        with pytest.raises(AwaitingBatch) as paused:
+            divert(deps, ctx, prompt, route, request)
+    assert (paused.value.stage, paused.value.model_ref) == (STAGE, route.ref)
+    with deps.session_scope() as session:
+        row = session.scalars(select(BatchRequest)).one()
+        assert (row.request_id, row.status, row.lead_id) == (ctx.journal_key, "pending", lead_id)
+        assert store.resumes(session, [row])[0].priority == 3
+        # waiting past max_wait_s: the request goes back to the sync path
+        row.created_at = store.now() - dt.timedelta(seconds=1000)
+    divert(deps, ctx, prompt, route, request)
+    with deps.session_scope() as session:
+        assert session.scalars(select(BatchRequest.status)).one() == "sync"
+    # a model that is not batchable, or an endpoint marked down, goes straight through
+    other = Route("openai", "gpt-4o-mini", 100)
+    divert(
+        deps, CallContext(Stage.ANALYZE, lead_id, batch.run_id, None, "b"), prompt, other, request
+    )
+    assert deps.redis is not None
+    deps.redis.set("leadpipe:batch:down:vllm", "1")
+    divert(
+        deps, CallContext(Stage.ANALYZE, lead_id, batch.run_id, None, "c"), prompt, route, request
+    )
+    with deps.session_scope() as session:
+        assert session.scalar(select(func.count(BatchRequest.id))) == 1
