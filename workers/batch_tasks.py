@@ -39,13 +39,19 @@ def collect_batch(self: Task[Any, Any], *, stage: str, model_ref: str) -> None:
     deps = process_deps()
     owner = f"{worker_id()}/{self.request.id}"
     try:
-        done = collect(deps, stage, model_ref, owner=owner)
+        resumed: list[store.Resume] = []
+
+        def resume_now(ready: list[store.Resume]) -> None:
+            resume(ready)  # each group's leads go on at once, not after the last group
+            resumed.extend(ready)
+
+        done = collect(deps, stage, model_ref, owner=owner, on_resume=resume_now)
     except Exception as exc:
         if not is_transient(exc):
             raise
         log.warning("batch_collect_retry", error=f"{type(exc).__name__}: {exc}")
         raise self.retry(countdown=backoff_s(self.request.retries or 0, 60)) from exc
-    resume(done.resumes)
+    resume(done.resumes)  # empty: on_resume sent each group's leads already
     if done.again_s is not None:
         collect_batch.apply_async(
             kwargs={"stage": stage, "model_ref": model_ref}, countdown=done.again_s
@@ -58,7 +64,7 @@ def collect_batch(self: Task[Any, Any], *, stage: str, model_ref: str) -> None:
         answered=done.answered,
         to_sync=done.to_sync,
         recovered=done.recovered,
-        resumed=len(done.resumes),
+        resumed=len(resumed),
     )
 
 

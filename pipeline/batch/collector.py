@@ -195,12 +195,23 @@ def collect(
     *,
     owner: str,
     backend_for: BackendFactory | None = None,
+    on_resume: Callable[[list[store.Resume]], None] | None = None,
 ) -> Collected:
-    """Group and send the pending requests of (stage, model); take over dead groups first."""
+    """Group and send the pending requests of (stage, model); take over dead groups first.
+
+    ``on_resume`` gets the leads to continue after each group (their chains need not wait for
+    the next group); without it they are all in the result's ``resumes``.
+    """
     policy = deps.batch
     done = Collected()
     if policy is None:
         return done
+
+    def flush() -> None:
+        if on_resume is not None and done.resumes:
+            ready, done.resumes = done.resumes, []
+            on_resume(ready)
+
     factory = backend_for or default_backend
     threshold = policy.threshold(stage, ref) or 0
     with deps.session_scope() as session:
@@ -209,6 +220,7 @@ def collect(
     for group, rows in taken:
         log.warning("batch_group_taken_over", group=group.id, size=len(rows))
         _process(deps, factory, group.id, ref, [_Pending.of(r) for r in rows], done)
+        flush()
     while True:
         with deps.session_scope() as session:
             backlog = store.backlog(session, stage, ref)
@@ -227,6 +239,7 @@ def collect(
                 pending = [_Pending.of(r) for r in rows]
             done.groups += 1
             _process(deps, factory, group.id, ref, pending, done)
+            flush()
             continue
         if age < policy.window_s:
             done.again_s = policy.window_s - age
@@ -238,6 +251,7 @@ def collect(
             done.resumes += store.resumes(session, released)
         done.to_sync += len(released)
         log.info("batch_too_small_to_group", stage=stage, model=ref, count=len(released))
+        flush()
         return done
 
 
