@@ -97,6 +97,8 @@ def divert(deps: Deps, ctx: CallContext, prompt: Prompt, route: Route, request: 
             else:
                 status = row.status
                 age = (store.now() - store.aware(row.created_at)).total_seconds()
+                if store.in_flight(session, row):  # being sent now: sync would pay twice
+                    age = 0.0
             backlog = store.backlog(session, ctx.stage.value, route.ref).count
     except IntegrityError:  # a duplicate delivery registered the same request a moment ago
         status, age, backlog = store.PENDING, 0.0, 0

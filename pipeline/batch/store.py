@@ -59,6 +59,14 @@ def find(session: Session, request_id: str) -> BatchRequest | None:
     ).first()
 
 
+def in_flight(session: Session, row: BatchRequest) -> bool:
+    """Is the request's group being sent right now (a live lease)?"""
+    if row.status != GROUPED or row.group_id is None:
+        return False
+    until = session.scalar(select(BatchGroup.lease_until).where(BatchGroup.id == row.group_id))
+    return until is not None and aware(until) > now()
+
+
 def backlog(session: Session, stage: str, ref: str) -> Backlog:
     count, oldest = session.execute(
         select(func.count(BatchRequest.id), func.min(BatchRequest.created_at)).where(

@@ -194,8 +194,16 @@ def test_divert_pauses_a_batchable_call_once_and_lets_the_rest_through(batch_dep
         row = session.scalars(select(BatchRequest)).one()
         assert (row.request_id, row.status, row.lead_id) == (ctx.journal_key, "pending", lead_id)
         assert store.resumes(session, [row])[0].priority == 3
-        # waiting past max_wait_s: the request goes back to the sync path
-        row.created_at = store.now() - dt.timedelta(seconds=1000)
+        row.created_at = store.now() - dt.timedelta(seconds=1000)  # past max_wait_s
+        claimed = store.new_group(session, STAGE, route.ref, "selfhosted", "c/1", 10, 60)
+        assert claimed is not None
+        group_id = claimed[0].id
+    # its group is being sent right now: going sync as well would pay twice, so it waits
+    with pytest.raises(AwaitingBatch):
+        divert(deps, ctx, prompt, route, request)
+    with deps.session_scope() as session:
+        session.get_one(BatchGroup, group_id).lease_until = store.now() - dt.timedelta(seconds=1)
+    # waiting past max_wait_s with no live group: the request goes back to the sync path
     divert(deps, ctx, prompt, route, request)
     with deps.session_scope() as session:
         assert session.scalars(select(BatchRequest.status)).one() == "sync"
