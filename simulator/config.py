@@ -25,6 +25,7 @@ _FLOAT_FIELDS = (
     "rate_window_s",
 )
 _OPTIONAL_INT_FIELDS = ("retry_after_s", "seed")
+_INT_FIELDS = ("slots",)
 
 # How a weak model answers badly, in the order a request's draw walks them:
 # - wrong_keys: valid JSON whose keys are not the ones asked for;
@@ -73,6 +74,9 @@ class SimulatorConfig:
         rate_limits: Model name -> requests accepted in any ``rate_window_s`` sliding window;
             one more is answered 429 with ``Retry-After`` (whole seconds until a slot frees).
         rate_window_s: The window of ``rate_limits`` (60: requests per minute).
+        slots: Self-hosted mode (vLLM ``max_num_seqs``, llama.cpp ``--n_parallel``): at most
+            this many requests are answered at once, each taking its per-token latency; the
+            rest wait for a free slot. 0: every request is answered at once (a cloud API).
     """
 
     latency_scale: float = 1.0
@@ -89,12 +93,15 @@ class SimulatorConfig:
     slow_tail_s: float = 20.0
     rate_limits: dict[str, int] = field(default_factory=dict)
     rate_window_s: float = 60.0
+    slots: int = 0
 
     def __post_init__(self) -> None:
         for name in _FLOAT_FIELDS:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.slots < 0:
+            raise ValueError(f"slots must be >= 0, got {self.slots!r}")
         if self.error_rate > 1:
             raise ValueError(f"error_rate must be within 0..1, got {self.error_rate!r}")
         for model, probability in self.fail_models.items():
@@ -171,6 +178,8 @@ class SimulatorConfig:
         for name, value in patch.items():
             if name in _FLOAT_FIELDS:
                 changes[name] = float(_number(name, value))
+            elif name in _INT_FIELDS:
+                changes[name] = _integer(name, value)
             elif name in _OPTIONAL_INT_FIELDS:
                 changes[name] = None if value is None else _integer(name, value)
             elif name == "quality":

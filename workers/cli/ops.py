@@ -21,6 +21,7 @@ def worker(
     loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO",
 ) -> None:
     """Run a Celery worker (threads pool: the stages wait on the network, not the CPU)."""
+    from pipeline.batch.config import load_batch_policy
     from pipeline.errors import ConfigError
     from pipeline.llm.routing import load_routing_table
     from pipeline.settings import get_settings
@@ -33,7 +34,8 @@ def worker(
     if notice:
         typer.echo(notice, err=True)
     try:  # an ops-edited routing table is checked before the worker takes any task
-        load_routing_table(settings.routing_table)
+        table = load_routing_table(settings.routing_table)
+        load_batch_policy(settings.routing_table, table.catalog.knows)  # its [batch] too
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -86,6 +88,10 @@ def simulator(
         typer.Option(help="MODEL=N: N requests per --rate-window-s, then 429 (repeatable)"),
     ] = None,
     rate_window_s: Annotated[float, typer.Option(help="window of --rate-limit")] = 60.0,
+    slots: Annotated[
+        int, typer.Option(help="self-hosted mode: answer at most this many at once (0: no cap)")
+    ] = 0,
+    per_token_ms: Annotated[float, typer.Option(help="latency per completion token")] = 8.0,
 ) -> None:
     """Serve the offline provider SIMULATOR (OpenAI- and Anthropic-compatible, no real model)."""
     from simulator import SimulatorConfig, SimulatorServer
@@ -102,6 +108,8 @@ def simulator(
             slow_tail_s=slow_tail_s,
             rate_limits=_rate_limits(rate_limit or []),
             rate_window_s=rate_window_s,
+            slots=slots,
+            per_token_ms=per_token_ms,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
