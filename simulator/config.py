@@ -22,6 +22,9 @@ _FLOAT_FIELDS = (
     "base_latency_ms",
     "per_token_ms",
     "slow_tail_s",
+    "batch_delay_s",
+    "batch_expire_s",
+    "batch_error_rate",
 )
 _OPTIONAL_INT_FIELDS = ("retry_after_s", "seed")
 
@@ -68,6 +71,14 @@ class SimulatorConfig:
             request always gets the same answer (repeatable tests, whatever the thread order).
         fault_models: Model names (substrings) the faults apply to; empty: every model.
         slow_tail_s: Extra seconds a "slow" answer takes.
+        batch_delay_s: Seconds a provider batch (OpenAI ``/v1/batches``, Anthropic
+            ``/v1/messages/batches``) stays in progress before it completes; a test makes a
+            batch "late" with a delay longer than its deadline margin.
+        batch_expire_s: A batch still unfinished this many seconds after creation expires
+            (OpenAI ``expired``, Anthropic ``expired`` results); 0 = never.
+        batch_error_rate: Fraction (0..1) of the requests inside a batch that fail on their
+            own (drawn from a hash of the seed and the ``custom_id``: repeatable).
+        batch_error_ids: Requests whose ``custom_id`` contains one of these strings fail.
     """
 
     latency_scale: float = 1.0
@@ -82,6 +93,10 @@ class SimulatorConfig:
     fault_rates: dict[str, float] = field(default_factory=dict)
     fault_models: tuple[str, ...] = ()
     slow_tail_s: float = 20.0
+    batch_delay_s: float = 0.0
+    batch_expire_s: float = 0.0
+    batch_error_rate: float = 0.0
+    batch_error_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in _FLOAT_FIELDS:
@@ -90,6 +105,8 @@ class SimulatorConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.error_rate > 1:
             raise ValueError(f"error_rate must be within 0..1, got {self.error_rate!r}")
+        if self.batch_error_rate > 1:
+            raise ValueError(f"batch_error_rate must be within 0..1, got {self.batch_error_rate!r}")
         for model, probability in self.fail_models.items():
             if not 0 <= probability <= 1:
                 raise ValueError(f"fail_models[{model!r}] must be within 0..1")
@@ -106,6 +123,7 @@ class SimulatorConfig:
         object.__setattr__(self, "fail_models", dict(self.fail_models))
         object.__setattr__(self, "fault_rates", dict(self.fault_rates))
         object.__setattr__(self, "fault_models", tuple(self.fault_models))
+        object.__setattr__(self, "batch_error_ids", tuple(self.batch_error_ids))
 
     def rates(self) -> dict[str, float]:
         """Probability of each fault kind: the ``quality`` preset with ``fault_rates`` over it."""
@@ -166,10 +184,10 @@ class SimulatorConfig:
                 changes[name] = None if value is None else _integer(name, value)
             elif name == "quality":
                 changes[name] = str(value)
-            elif name == "fault_models":
+            elif name in ("fault_models", "batch_error_ids"):
                 names = list(value) if isinstance(value, list | tuple) else [None]
                 if not all(isinstance(m, str) for m in names):
-                    raise ValueError("fault_models must be a list of model names")
+                    raise ValueError(f"{name} must be a list of strings")
                 changes[name] = tuple(names)
             elif name == "fault_rates":
                 if not isinstance(value, Mapping):
@@ -221,6 +239,8 @@ No real model is called: outputs are synthetic, built from the request data, wit
 token counts, latency and failures.
 
 POST /v1/chat/completions   POST /v1/messages   GET /v1/models   GET /health
+Batch APIs: POST /v1/files, GET /v1/files/ID/content, POST|GET /v1/batches[/ID],
+POST|GET /v1/messages/batches[/ID], GET /v1/messages/batches/ID/results
 GET|POST /_sim/config       GET /_sim/stats     POST /_sim/reset
 
 Weak-model mode (quality "weak" or fault_rates) answers some requests badly on purpose:

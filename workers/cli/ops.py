@@ -81,6 +81,12 @@ def simulator(
         list[str] | None, typer.Option(help="only these models (substrings) answer badly")
     ] = None,
     slow_tail_s: Annotated[float, typer.Option(help="extra seconds of a 'slow' answer")] = 20.0,
+    batch_delay_s: Annotated[
+        float, typer.Option(help="seconds a provider batch (/v1/batches) takes to complete")
+    ] = 0.0,
+    batch_error_rate: Annotated[
+        float, typer.Option(help="fraction of requests inside a batch that fail on their own")
+    ] = 0.0,
 ) -> None:
     """Serve the offline provider SIMULATOR (OpenAI- and Anthropic-compatible, no real model)."""
     from simulator import SimulatorConfig, SimulatorServer
@@ -95,6 +101,8 @@ def simulator(
             fault_rates=_fault_rates(fault or []),
             fault_models=tuple(fault_model or ()),
             slow_tail_s=slow_tail_s,
+            batch_delay_s=batch_delay_s,
+            batch_error_rate=batch_error_rate,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
