@@ -241,3 +241,55 @@ class Outcome(Base):
     meeting: Mapped[bool] = mapped_column(default=False)
     source: Mapped[str] = mapped_column(Text, default="")
     imported_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class BatchGroup(Base):
+    """A group of model requests sent as one unit from the ``batch`` queue (issue 14).
+
+    The collector that claims it holds a lease (``lease_owner`` until ``lease_until``); a group
+    whose lease ran out is taken over, and only its requests without an answer are sent again.
+    """
+
+    __tablename__ = "batch_groups"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(20))
+    model_ref: Mapped[str] = mapped_column(String(170))
+    backend: Mapped[str] = mapped_column(String(30))
+    handle: Mapped[str | None] = mapped_column(String(200))
+    """The backend's external id (a provider batch id); set once submitted."""
+    status: Mapped[str] = mapped_column(String(20), default="open", index=True)
+    size: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[dt.datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    submitted_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+
+class BatchRequest(Base):
+    """One stage's model request waiting for (or answered by) the batch path.
+
+    ``request_id`` is the sync path's journal key for the same call, so an answer is journaled and
+    written to the ledger under it, and the re-run stage replays it instead of calling again.
+    """
+
+    __tablename__ = "batch_requests"
+    __table_args__ = (Index("ix_batch_requests_pending", "stage", "model_ref", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(120), unique=True)
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id"), index=True)
+    run_id: Mapped[str | None] = mapped_column(String(36))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+    stage: Mapped[str] = mapped_column(String(20))
+    model_ref: Mapped[str] = mapped_column(String(170))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    """The request (system, user, caps, schema), its route and prompt version."""
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    group_id: Mapped[str | None] = mapped_column(ForeignKey("batch_groups.id"), index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import session_scope
+from pipeline.batch.config import BatchPolicy
 from pipeline.budget.models import Reservation
 from pipeline.llm.breaker import CircuitBreaker
 from pipeline.llm.cache import ResponseCache
@@ -81,6 +82,8 @@ class Deps:
     """A running stage row without an owner younger than this belongs to a live task."""
     heartbeat_grace_s: int = default_of(Settings, "heartbeat_ttl_s")
     """An owned running row this young is held even if its heartbeat is briefly missing."""
+    batch: BatchPolicy | None = None
+    """Which stage/model requests go through the batch path (routing table ``[batch]``)."""
 
     @contextmanager
     def session_scope(self) -> Iterator[Session]:

@@ -27,6 +27,7 @@ _FLOAT_FIELDS = (
     "batch_error_rate",
 )
 _OPTIONAL_INT_FIELDS = ("retry_after_s", "seed")
+_INT_FIELDS = ("slots",)
 
 # How a weak model answers badly, in the order a request's draw walks them:
 # - wrong_keys: valid JSON whose keys are not the ones asked for;
@@ -79,6 +80,9 @@ class SimulatorConfig:
         batch_error_rate: Fraction (0..1) of the requests inside a batch that fail on their
             own (drawn from a hash of the seed and the ``custom_id``: repeatable).
         batch_error_ids: Requests whose ``custom_id`` contains one of these strings fail.
+        slots: Self-hosted mode (vLLM ``max_num_seqs``, llama.cpp ``--n_parallel``): at most
+            this many requests are answered at once, each taking its per-token latency; the
+            rest wait for a free slot. 0: every request is answered at once (a cloud API).
     """
 
     latency_scale: float = 1.0
@@ -97,19 +101,16 @@ class SimulatorConfig:
     batch_expire_s: float = 0.0
     batch_error_rate: float = 0.0
     batch_error_ids: tuple[str, ...] = ()
+    slots: int = 0
 
     def __post_init__(self) -> None:
         for name in _FLOAT_FIELDS:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if self.error_rate > 1:
-            raise ValueError(f"error_rate must be within 0..1, got {self.error_rate!r}")
-        if self.batch_error_rate > 1:
-            raise ValueError(f"batch_error_rate must be within 0..1, got {self.batch_error_rate!r}")
-        for model, probability in self.fail_models.items():
-            if not 0 <= probability <= 1:
-                raise ValueError(f"fail_models[{model!r}] must be within 0..1")
+        if self.slots < 0:
+            raise ValueError(f"slots must be >= 0, got {self.slots!r}")
+        self._check_probabilities()
         if self.quality not in QUALITIES:
             raise ValueError(f"quality must be one of {', '.join(QUALITIES)}, got {self.quality!r}")
         for kind, rate in self.fault_rates.items():
@@ -124,6 +125,14 @@ class SimulatorConfig:
         object.__setattr__(self, "fault_rates", dict(self.fault_rates))
         object.__setattr__(self, "fault_models", tuple(self.fault_models))
         object.__setattr__(self, "batch_error_ids", tuple(self.batch_error_ids))
+
+    def _check_probabilities(self) -> None:
+        for name in ("error_rate", "batch_error_rate"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"{name} must be within 0..1, got {getattr(self, name)!r}")
+        for model, probability in self.fail_models.items():
+            if not 0 <= probability <= 1:
+                raise ValueError(f"fail_models[{model!r}] must be within 0..1")
 
     def rates(self) -> dict[str, float]:
         """Probability of each fault kind: the ``quality`` preset with ``fault_rates`` over it."""
@@ -180,6 +189,8 @@ class SimulatorConfig:
         for name, value in patch.items():
             if name in _FLOAT_FIELDS:
                 changes[name] = float(_number(name, value))
+            elif name in _INT_FIELDS:
+                changes[name] = _integer(name, value)
             elif name in _OPTIONAL_INT_FIELDS:
                 changes[name] = None if value is None else _integer(name, value)
             elif name == "quality":

@@ -120,6 +120,7 @@ class _State:
         self.rng = random.Random()
         self.stopping = threading.Event()  # set on stop: wakes handlers sleeping on latency
         self.counts: dict[str, Counter[str]] = {}
+        self.slots = _Slots()
         self.reset()
         self.batches = BatchStore(lambda api, body: _batch_answer(self, api, body), self.current)
 
@@ -137,6 +138,7 @@ class _State:
                 "by_fault": Counter(),
             }
             self.rng.seed(self.config.seed)
+        self.slots.reset()
 
     def update(self, patch: dict[str, Any]) -> SimulatorConfig:
         with self.lock:
@@ -178,11 +180,54 @@ class _State:
                 **{key: dict(self.counts[key]) for key in keys},
                 "by_model_status": self._prefixed("model:"),
                 "by_model_fault": self._prefixed("fault:"),
+                **self.slots.snapshot(self.config.slots),
             }
 
     def _prefixed(self, prefix: str) -> dict[str, dict[str, int]]:
         n = len(prefix)
         return {k[n:]: dict(v) for k, v in self.counts.items() if k.startswith(prefix)}
+
+
+class _Slots:
+    """Self-hosted mode: at most ``slots`` requests decode at once; the rest queue for a slot.
+
+    Counts the seconds at least one slot was busy (what a GPU rented by the second bills) and
+    the most requests ever in flight at once.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._busy_since = 0.0
+        self.busy_s = 0.0
+        self.peak = 0
+
+    def reset(self) -> None:
+        with self._cond:
+            self.busy_s, self.peak = 0.0, self._in_flight
+
+    def acquire(self, limit: int, stopping: threading.Event) -> None:
+        with self._cond:
+            while limit and self._in_flight >= limit and not stopping.is_set():
+                self._cond.wait(0.05)
+            if self._in_flight == 0:
+                self._busy_since = time.monotonic()
+            self._in_flight += 1
+            self.peak = max(self.peak, self._in_flight)
+
+    def release(self) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self.busy_s += time.monotonic() - self._busy_since
+            self._cond.notify()
+
+    def snapshot(self, limit: int) -> dict[str, Any]:
+        with self._cond:
+            busy = self.busy_s
+            if self._in_flight:
+                busy += time.monotonic() - self._busy_since
+            return {"slots": limit, "busy_s": round(busy, 6), "peak_in_flight": self.peak}
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -290,7 +335,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         text, tokens, truncated, fault = _generate(request, stage, fault)
         delay = config.latency_s(tokens, jitter) + (config.slow_tail_s if fault == "slow" else 0)
-        self.state.stopping.wait(delay)
+        self.state.slots.acquire(config.slots, self.state.stopping)
+        try:
+            self.state.stopping.wait(delay)
+        finally:
+            self.state.slots.release()
         self.state.record(request.model, 200, stage, fault)
         self._send(200, _answer(request, text, tokens, truncated))
         logger.debug(

@@ -20,6 +20,7 @@ def make_app() -> Celery:
         include=[
             "workers.tasks",
             "workers.campaign_tasks",
+            "workers.batch_tasks",  # the batch queue's collector (issue 14)
             "workers.ops",
             "workers.metrics_server",
             "workers.recovery",  # heartbeats and the recovery loop (worker_ready hook)

@@ -20,6 +20,7 @@ from celery.exceptions import Ignore, Reject, Retry
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from db.enums import Stage
+from pipeline.batch.collector import AwaitingBatch, claim_tick
 from pipeline.budget.guard import BudgetRefused
 from pipeline.liveness import OWNER, RUNNING, worker_id
 from pipeline.liveness import is_transient as _infra_transient
@@ -27,6 +28,7 @@ from pipeline.settings import get_settings
 from pipeline.stages._common import mark_failed, mark_parked, release
 from workers.identity import refuse_foreign
 from workers.lifecycle import process_deps
+from workers.queues import Queue
 
 log = structlog.get_logger(__name__)
 PARK_AFTER_RETRIES = 6
@@ -57,6 +59,10 @@ class PipelineTask(Task):  # type: ignore[type-arg]
             return super().__call__(*args, **kwargs)
         except (Retry, Ignore, Reject):
             raise
+        except AwaitingBatch as exc:  # the chain pauses; the collector sends it on (issue 14)
+            self._cleanup(kwargs)
+            self._await_batch(exc)
+            raise Ignore() from exc
         except BudgetRefused as exc:  # park: same message later, retries untouched
             self._cleanup(kwargs)
             self._send_later(exc.retry_after_s, retries=self.request.retries)
@@ -72,6 +78,23 @@ class PipelineTask(Task):  # type: ignore[type-arg]
         finally:
             RUNNING.discard(owner)
             OWNER.reset(token)
+
+    def _await_batch(self, exc: AwaitingBatch) -> None:
+        """Schedule the collector (``workers/batch_tasks.py``), one per window and model; if the
+        broker is away, the beat's ``batch.recover`` schedules it."""
+        deps = process_deps()
+        window = deps.batch.window_s if deps.batch is not None else exc.countdown_s
+        try:
+            if claim_tick(deps.redis, exc.stage, exc.model_ref, window, full=exc.full):
+                self.app.send_task(
+                    "batch.collect",
+                    kwargs={"stage": exc.stage, "model_ref": exc.model_ref},
+                    queue=Queue.BATCH.value,
+                    countdown=0 if exc.full else exc.countdown_s,
+                )
+        except Exception as send_exc:
+            log.warning("batch_collect_not_scheduled", error=type(send_exc).__name__)
+        log.info("lead_awaits_batch", stage=exc.stage, model=exc.model_ref)
 
     def _stage(self) -> Stage:
         return Stage(self.name.removeprefix("leads."))

@@ -12,6 +12,7 @@ from celery.signals import celeryd_after_setup, worker_process_shutdown, worker_
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, make_session_factory
+from pipeline.batch.config import load_batch_policy
 from pipeline.budget.guard import BudgetConfig, BudgetGuard
 from pipeline.budget.reservations import ReservationStore
 from pipeline.budget.throttle import ttl_multiplier
@@ -61,6 +62,7 @@ def build_deps(settings: Settings) -> Deps:
         stage_lease_s=settings.stage_lease_s,
         heartbeat_grace_s=settings.heartbeat_ttl_s,
         cache=ResponseCache(client, lambda: ttl_multiplier(guard.status().throttle_level)),
+        batch=load_batch_policy(settings.routing_table, routing.catalog.knows),
     )
 
 

@@ -33,4 +33,11 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 600.0,
         "options": {"queue": "ops"},
     },
+    # The batch path: a group whose collector died is taken over, and requests left waiting
+    # (a collect that was never scheduled) are grouped or sent back to the sync path.
+    "batch-recover": {
+        "task": "batch.recover",
+        "schedule": 30.0,
+        "options": {"queue": "batch"},
+    },
 }

@@ -215,6 +215,12 @@ class _Invalid:
     errors: str
 
 
+def request_for(route: Route, prompt: Prompt, contract: type[Contract] | None) -> LLMRequest:
+    """The provider request the gateway would send for ``prompt`` on ``route`` (the batch path
+    sends the same one)."""
+    return _request(route, prompt, contract)
+
+
 def _request(route: Route, prompt: Prompt, contract: type[Contract] | None) -> LLMRequest:
     return LLMRequest(
         model=route.model,

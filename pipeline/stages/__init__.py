@@ -2,5 +2,6 @@
 stage claims and leases, the deterministic classifier, template emails, routing policy and the
 output guard an email passes before approval (``guard.py``).
 
-May import ``llm``, ``web`` and ``budget``; never ``campaigns`` or ``reporting``.
+May import ``llm``, ``web``, ``budget`` and ``batch`` (a batchable call waits for its group);
+never ``campaigns`` or ``reporting``.
 """

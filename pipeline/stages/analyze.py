@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from db.enums import Stage
+from pipeline.batch.collector import divert
 from pipeline.deps import Deps
 from pipeline.errors import FetchRefused, NoValidAnswer
-from pipeline.llm.gateway import call_model
+from pipeline.llm.contracts import contract_for
+from pipeline.llm.gateway import call_model, request_for
 from pipeline.llm.prompts import render
 from pipeline.stages._common import LeadView, claim, finish
 from pipeline.stages.policy import route_request
@@ -29,8 +31,10 @@ def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
         return
     prompt = render("analyze", lead=view.prompt_data(), website_text=text)
     chain = deps.routing.route(Stage.ANALYZE, route_request(deps, view, Stage.ANALYZE, prompt))
+    ctx = view.context(Stage.ANALYZE)
+    divert(deps, ctx, prompt, chain[0], request_for(chain[0], prompt, contract_for(Stage.ANALYZE)))
     try:
-        result = call_model(deps, view.context(Stage.ANALYZE), prompt, chain)
+        result = call_model(deps, ctx, prompt, chain)
     except NoValidAnswer as exc:
         # No model summarised the site within the contract: the email goes on from the lead's
         # own facts (as for a lead without a website), and the output says why.

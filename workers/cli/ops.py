@@ -87,6 +87,10 @@ def simulator(
     batch_error_rate: Annotated[
         float, typer.Option(help="fraction of requests inside a batch that fail on their own")
     ] = 0.0,
+    slots: Annotated[
+        int, typer.Option(help="self-hosted mode: answer at most this many at once (0: no cap)")
+    ] = 0,
+    per_token_ms: Annotated[float, typer.Option(help="latency per completion token")] = 8.0,
 ) -> None:
     """Serve the offline provider SIMULATOR (OpenAI- and Anthropic-compatible, no real model)."""
     from simulator import SimulatorConfig, SimulatorServer
@@ -103,6 +107,8 @@ def simulator(
             slow_tail_s=slow_tail_s,
             batch_delay_s=batch_delay_s,
             batch_error_rate=batch_error_rate,
+            slots=slots,
+            per_token_ms=per_token_ms,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

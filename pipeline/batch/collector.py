@@ -1,0 +1,538 @@
+"""The collector: a stage's requests for a batchable model wait here and go out as one group.
+
+1. A stage whose routed model is batchable calls ``divert`` before the gateway. The request is
+   stored (``batch_requests``, keyed by the sync path's journal key) and ``AwaitingBatch`` pauses
+   the lead's chain; the task base frees the stage lease and schedules ``collect``.
+2. ``collect`` (the ``batch`` queue) groups the pending requests of one stage and model once
+   there are more than ``threshold`` of them (or a group of this model was formed a moment ago
+   and these are its tail), up to ``max_group`` each, under a lease. Fewer than the threshold
+   after ``window_s``: they go back to the sync path. The endpoint is down: back to sync too.
+3. Every answer is journaled (Redis) the moment it arrives and written to the ledger under the
+   request's journal key, exactly like a sync call; then the lead's chain is sent again from the
+   stage, which replays the answer from the ledger and pays nothing again.
+
+A collector that dies mid-group leaves its lease to run out; the next ``collect`` (scheduled, or
+the beat's ``batch.recover``) takes the group over and sends again only the requests with neither
+a ledger row nor a journal entry. A request left waiting past ``max_wait_s`` goes to sync.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from db.enums import CallStatus, Stage
+from db.models import BatchGroup, BatchRequest, LLMCall
+from pipeline import metrics
+from pipeline.batch import store
+from pipeline.batch.backend import BatchBackend, BatchItem, BatchItemResult
+from pipeline.batch.selfhosted import GPU_SECOND_VERSION, SelfHostedBackend
+from pipeline.budget.guard import BudgetRefused, Reservation
+from pipeline.errors import PipelineError
+from pipeline.llm import journal
+from pipeline.llm.catalog import estimate_max_cost, estimate_prompt_tokens
+from pipeline.llm.contracts import contract_for, shown_answer, validate
+from pipeline.models import LLMRequest, LLMResponse, Prompt, Route, Usage
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from pipeline.deps import Deps
+    from pipeline.llm.gateway import CallContext
+
+log = structlog.get_logger(__name__)
+DOWN_PREFIX = "leadpipe:batch:down:"
+TICK_PREFIX = "leadpipe:batch:tick:"
+DOWN_TTL_S = 60
+BATCH_REASON = "batch"
+
+BackendFactory = Callable[["Deps", str, Callable[[BatchItemResult], None]], BatchBackend | None]
+
+
+class AwaitingBatch(Exception):
+    """The lead's request waits for its group: pause the chain; ``collect`` resumes it."""
+
+    def __init__(self, stage: str, model_ref: str, countdown_s: float, *, full: bool) -> None:
+        super().__init__(f"{stage}: waiting for a batch of {model_ref}")
+        self.stage = stage
+        self.model_ref = model_ref
+        self.countdown_s = countdown_s
+        self.full = full
+        """A whole group is already waiting: collect now rather than after the window."""
+
+
+def divert(deps: Deps, ctx: CallContext, prompt: Prompt, route: Route, request: LLMRequest) -> None:
+    """Send this call through the batch path when its model is batchable; else return.
+
+    Returns (the caller goes on to the gateway) when the model is not batchable, the endpoint is
+    known to be down, or the request was answered or sent back to sync; the gateway then replays
+    the batch answer from the ledger, or calls the model itself.
+
+    Raises:
+        AwaitingBatch: the request is stored (or was already) and waits for its group.
+    """
+    policy = deps.batch
+    threshold = policy.threshold(ctx.stage.value, route.ref) if policy is not None else None
+    if policy is None or threshold is None or ctx.lead_id is None or ctx.run_id is None:
+        return
+    rid = ctx.journal_key
+    with deps.session_scope() as session:
+        row = store.find(session, rid)
+        if row is None:
+            if endpoint_down(deps.redis, route.provider) or _in_ledger(session, rid):
+                return
+            session.add(_new_request(ctx, prompt, route, request))
+            status, age = store.PENDING, 0.0
+        else:
+            status, age = row.status, (store.now() - store.aware(row.created_at)).total_seconds()
+        backlog = store.backlog(session, ctx.stage.value, route.ref).count
+    if status not in store.WAITING:
+        return
+    if age > policy.max_wait_s:
+        with deps.session_scope() as session:
+            store.finish_request(session, rid, store.SYNC, "waited past max_wait_s")
+        log.warning("batch_request_late", request_id=rid, waited_s=round(age))
+        return
+    full = backlog + 1 >= policy.max_group
+    raise AwaitingBatch(ctx.stage.value, route.ref, policy.window_s, full=full)
+
+
+def _new_request(ctx: CallContext, prompt: Prompt, route: Route, request: LLMRequest) -> Any:
+    payload = {
+        "system": request.system,
+        "user": request.user,
+        "max_tokens": request.max_tokens,
+        "json_mode": request.json_mode,
+        "schema": request.schema,
+        "schema_name": request.schema_name,
+        "prompt_version": prompt.version,
+        "provider": route.provider,
+        "model": route.model,
+        "max_output_tokens": route.max_output_tokens,
+        "reason": route.reason,
+        "tier": ctx.tier,
+    }
+    return BatchRequest(
+        request_id=ctx.journal_key,
+        lead_id=ctx.lead_id,
+        run_id=ctx.run_id,
+        campaign_id=ctx.campaign_id,
+        stage=ctx.stage.value,
+        model_ref=route.ref,
+        payload=payload,
+        status=store.PENDING,
+    )
+
+
+def _in_ledger(session: Any, request_id: str) -> bool:
+    """An earlier successful call under this journal key (the sync path answered it)."""
+    found = session.scalar(
+        select(LLMCall.id)
+        .where(LLMCall.journal_key == request_id, LLMCall.status == CallStatus.OK)
+        .limit(1)
+    )
+    return found is not None
+
+
+def endpoint_down(client: Redis | None, provider: str) -> bool:
+    if client is None:
+        return False
+    try:
+        return bool(client.exists(DOWN_PREFIX + provider))
+    except Exception:  # Redis away: the batch path needs it anyway, go sync
+        return True
+
+
+def claim_tick(client: Redis | None, stage: str, ref: str, window_s: float, *, full: bool) -> bool:
+    """One scheduled ``collect`` per (stage, model) and window; True: schedule one now."""
+    if client is None:
+        return True
+    key = f"{TICK_PREFIX}{stage}:{ref}:{'full' if full else 'window'}"
+    ttl_ms = max(200, int(window_s * 1000)) if not full else 500
+    return bool(client.set(key, "1", nx=True, px=ttl_ms))
+
+
+@dataclass(slots=True)
+class Collected:
+    """What one ``collect`` did."""
+
+    groups: int = 0
+    answered: int = 0
+    to_sync: int = 0
+    recovered: int = 0
+    resumes: list[store.Resume] = field(default_factory=list)
+    again_s: float | None = None
+    """Call ``collect`` again after this long (requests still filling a group)."""
+
+
+def collect(
+    deps: Deps,
+    stage: str,
+    ref: str,
+    *,
+    owner: str,
+    backend_for: BackendFactory | None = None,
+) -> Collected:
+    """Group and send the pending requests of (stage, model); take over dead groups first."""
+    policy = deps.batch
+    done = Collected()
+    if policy is None:
+        return done
+    factory = backend_for or default_backend
+    threshold = policy.threshold(stage, ref) or 0
+    with deps.session_scope() as session:
+        taken = store.take_over(session, stage, ref, owner, policy.lease_s)
+    for group, rows in taken:
+        log.warning("batch_group_taken_over", group=group.id, size=len(rows))
+        _process(deps, factory, group.id, ref, [_Pending.of(r) for r in rows], done)
+    while True:
+        with deps.session_scope() as session:
+            backlog = store.backlog(session, stage, ref)
+            recent = _recent_group(session, stage, ref, policy.window_s * 2)
+        if backlog.count == 0 or backlog.oldest is None:
+            return done
+        age = (store.now() - backlog.oldest).total_seconds()
+        if backlog.count > threshold or (recent and age >= policy.window_s):
+            with deps.session_scope() as session:
+                claimed = store.new_group(
+                    session, stage, ref, "pending", owner, policy.max_group, policy.lease_s
+                )
+                if claimed is None:
+                    return done
+                group, rows = claimed
+                pending = [_Pending.of(r) for r in rows]
+            done.groups += 1
+            _process(deps, factory, group.id, ref, pending, done)
+            continue
+        if age < policy.window_s:
+            done.again_s = policy.window_s - age
+            return done
+        with deps.session_scope() as session:
+            released = store.release_pending(
+                session, stage, ref, f"only {backlog.count} waiting (threshold {threshold})"
+            )
+            done.resumes += store.resumes(session, released)
+        done.to_sync += len(released)
+        log.info("batch_too_small_to_group", stage=stage, model=ref, count=len(released))
+        return done
+
+
+def _recent_group(session: Any, stage: str, ref: str, within_s: float) -> bool:
+    since = store.now() - dt.timedelta(seconds=within_s)
+    found = session.scalar(
+        select(BatchGroup.id)
+        .where(
+            BatchGroup.stage == stage,
+            BatchGroup.model_ref == ref,
+            BatchGroup.created_at >= since,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+def default_backend(
+    deps: Deps, ref: str, on_result: Callable[[BatchItemResult], None]
+) -> BatchBackend | None:
+    """The self-hosted backend when the model's provider has a ``[batch.endpoints]`` entry."""
+    provider_name = ref.partition(":")[0]
+    endpoint = deps.batch.endpoint(provider_name) if deps.batch is not None else None
+    provider = deps.providers.get(provider_name)
+    if endpoint is None or provider is None:
+        return None
+    return SelfHostedBackend(provider, endpoint, deps.routing.catalog, on_result=on_result)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A grouped request, detached from its session."""
+
+    request_id: str
+    lead_id: int | None
+    run_id: str | None
+    campaign_id: int | None
+    stage: str
+    payload: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: BatchRequest) -> _Pending:
+        return cls(
+            row.request_id, row.lead_id, row.run_id, row.campaign_id, row.stage, dict(row.payload)
+        )
+
+    def request(self) -> LLMRequest:
+        p = self.payload
+        return LLMRequest(
+            model=p["model"],
+            system=p["system"],
+            user=p["user"],
+            max_tokens=int(p["max_tokens"]),
+            json_mode=bool(p["json_mode"]),
+            schema=p.get("schema"),
+            schema_name=str(p.get("schema_name", "answer")),
+        )
+
+    def route(self) -> Route:
+        p = self.payload
+        return Route(p["provider"], p["model"], int(p["max_output_tokens"]), str(p["reason"]))
+
+
+def _process(
+    deps: Deps,
+    factory: BackendFactory,
+    group_id: str,
+    ref: str,
+    pending: Sequence[_Pending],
+    done: Collected,
+) -> None:
+    """Send one group and write every answer; every request ends done or back on sync."""
+    by_id = {p.request_id: p for p in pending}
+
+    def journal_now(result: BatchItemResult) -> None:
+        item = by_id[result.request_id]
+        if result.response is not None:
+            entry = journal.Entry.of(item.request_id, item.route(), result.response, 1, None)
+            journal.remember(deps.redis, item.request_id, entry)
+
+    # Answered before a crash: write what the ledger or journal holds, pay nothing again.
+    finished = [item for item in pending if _recover(deps, item)]
+    done.recovered += len(finished)
+    to_send = [item for item in pending if item not in finished]
+    backend = factory(deps, ref, journal_now) if to_send else None
+    if to_send and backend is None:
+        _to_sync(deps, to_send, f"no batch backend for {ref}", done)
+        to_send = []
+    reservations, sendable = _reserve_all(deps, ref, to_send, done)
+    results: Sequence[BatchItemResult] = []
+    if sendable and backend is not None:
+        results = _send(deps, backend, group_id, ref, sendable, reservations, done)
+    finished += _apply(deps, ref, backend, by_id, results, reservations, done)
+    for reservation in reservations.values():  # sent but never answered (backend error)
+        _release(deps, reservation)
+    with deps.session_scope() as session:
+        for item in finished:
+            store.finish_request(session, item.request_id, store.DONE, None)
+        store.finish_group(session, group_id, store.FINISHED, backend=_name(backend))
+        done.resumes += store.resumes(session, _rows(session, [p.request_id for p in finished]))
+
+
+def _reserve_all(
+    deps: Deps, ref: str, items: Sequence[_Pending], done: Collected
+) -> tuple[dict[str, Reservation], list[_Pending]]:
+    """Reserve each request's maximum cost; one the budget refuses goes to sync (it parks)."""
+    reservations: dict[str, Reservation] = {}
+    sendable = []
+    for item in items:
+        try:
+            reservation = _reserve(deps, item, ref)
+        except BudgetRefused as exc:
+            _to_sync(deps, [item], f"budget: {exc}", done)
+            continue
+        if reservation is not None:
+            reservations[item.request_id] = reservation
+        sendable.append(item)
+    return reservations, sendable
+
+
+def _apply(
+    deps: Deps,
+    ref: str,
+    backend: BatchBackend | None,
+    by_id: dict[str, _Pending],
+    results: Sequence[BatchItemResult],
+    reservations: dict[str, Reservation],
+    done: Collected,
+) -> list[_Pending]:
+    """Write each answer (journal, ledger, settle); an error sends its request to sync."""
+    finished = []
+    for result in results:
+        item = by_id[result.request_id]
+        reservation = reservations.pop(item.request_id, None)
+        if result.response is None:
+            _release(deps, reservation)
+            _to_sync(deps, [item], result.error or "no answer", done)
+            continue
+        cost = _write_answer(deps, item, ref, result, backend)
+        if reservation is not None and deps.budget is not None:
+            deps.budget.settle(reservation, cost)
+        finished.append(item)
+        done.answered += 1
+    return finished
+
+
+def _send(
+    deps: Deps,
+    backend: BatchBackend,
+    group_id: str,
+    ref: str,
+    items: Sequence[_Pending],
+    reservations: dict[str, Reservation],
+    done: Collected,
+) -> Sequence[BatchItemResult]:
+    """Submit and wait for the results; the whole group goes to sync if the backend fails."""
+    model = ref.partition(":")[2]
+    batch = [BatchItem(i.request_id, i.request()) for i in items]
+    started = time.monotonic()
+    try:
+        handle = backend.submit(model, batch)
+        with deps.session_scope() as session:
+            store.mark_submitted(session, group_id, handle, backend.name)
+        results = backend.poll(handle)
+        while results is None:  # provider batch APIs; the self-hosted one is done already
+            time.sleep(1.0)
+            results = backend.poll(handle)
+    except PipelineError as exc:
+        _mark_down(deps, ref.partition(":")[0])
+        for reservation in reservations.values():
+            _release(deps, reservation)
+        reservations.clear()
+        _to_sync(deps, items, f"batch backend failed: {exc}", done)
+        log.warning("batch_group_to_sync", group=group_id, error=str(exc), size=len(items))
+        return []
+    log.info(
+        "batch_group_done",
+        group=group_id,
+        model=ref,
+        size=len(items),
+        seconds=round(time.monotonic() - started, 3),
+    )
+    return results
+
+
+def _reserve(deps: Deps, item: _Pending, ref: str) -> Reservation | None:
+    if deps.budget is None or not deps.routing.catalog.knows(ref):
+        return None
+    request = item.request()
+    tokens = estimate_prompt_tokens(request.system, request.user)
+    cost = estimate_max_cost(deps.routing.catalog, ref, tokens, request.max_tokens)
+    return deps.budget.reserve(cost, campaign_id=item.campaign_id, tier=item.payload.get("tier"))
+
+
+def _release(deps: Deps, reservation: Reservation | None) -> None:
+    if reservation is None or deps.budget is None:
+        return
+    try:
+        deps.budget.release(reservation)
+    except Exception as exc:  # the reconciler drops it later
+        log.warning("reservation_release_failed", error=type(exc).__name__)
+
+
+def _mark_down(deps: Deps, provider: str) -> None:
+    if deps.redis is not None:
+        deps.redis.set(DOWN_PREFIX + provider, "1", ex=DOWN_TTL_S)
+
+
+def _to_sync(deps: Deps, items: Sequence[_Pending], reason: str, done: Collected) -> None:
+    """These requests go back to the sync path; their leads continue (and call the gateway)."""
+    with deps.session_scope() as session:
+        for item in items:
+            store.finish_request(session, item.request_id, store.SYNC, reason[:2000])
+        done.resumes += store.resumes(session, _rows(session, [i.request_id for i in items]))
+    done.to_sync += len(items)
+
+
+def _rows(session: Any, request_ids: Sequence[str]) -> list[BatchRequest]:
+    if not request_ids:
+        return []
+    return list(
+        session.scalars(select(BatchRequest).where(BatchRequest.request_id.in_(request_ids)))
+    )
+
+
+def _name(backend: BatchBackend | None) -> str:
+    return backend.name if backend is not None else "none"
+
+
+def _recover(deps: Deps, item: _Pending) -> bool:
+    """Already answered: in the ledger, or journaled by a collector that died before writing."""
+    with deps.session_scope() as session:
+        if session.scalar(select(LLMCall.id).where(LLMCall.request_id == item.request_id)):
+            return True
+    entry = journal.recall(deps.redis, item.request_id)
+    if entry is None:
+        return False
+    response = entry.response()
+    cost, version = deps.routing.catalog.cost(f"{entry.provider}:{entry.model}", response.usage)
+    _ledger_row(deps, item, response, cost, version, latency_ms=0)
+    return True
+
+
+def _write_answer(
+    deps: Deps,
+    item: _Pending,
+    ref: str,
+    result: BatchItemResult,
+    backend: BatchBackend | None,
+) -> Decimal:
+    """Journal the answer, then write its ledger row (the sync path's order); its cost."""
+    response = result.response
+    assert response is not None
+    entry = journal.Entry.of(item.request_id, item.route(), response, 1, None)
+    journal.remember(deps.redis, item.request_id, entry)
+    if result.cost_usd is not None:
+        cost = result.cost_usd
+        endpoint = deps.batch.endpoint(ref.partition(":")[0]) if deps.batch else None
+        gpu = endpoint is not None and endpoint.usd_per_gpu_second is not None
+        version = GPU_SECOND_VERSION if gpu else _name(backend)
+    else:
+        cost, version = deps.routing.catalog.cost(ref, response.usage)
+    _ledger_row(deps, item, response, cost, version, latency_ms=0)
+    return cost
+
+
+def _ledger_row(
+    deps: Deps,
+    item: _Pending,
+    response: LLMResponse,
+    cost: Decimal,
+    price_version: str,
+    *,
+    latency_ms: int,
+) -> None:
+    """One ledger row under the request's journal key: ok, or invalid_output (still billed)."""
+    problem: str | None = None
+    if item.payload.get("json_mode", True):
+        checked = validate(
+            contract_for(Stage(item.stage)),
+            response.text,
+            truncated=response.finish_reason == "length",
+        )
+        problem = checked if isinstance(checked, str) else None
+    route = item.route()
+    usage = response.usage or Usage(0, 0)
+    row = LLMCall(
+        request_id=item.request_id,
+        journal_key=item.request_id,
+        lead_id=item.lead_id,
+        campaign_id=item.campaign_id,
+        run_id=item.run_id,
+        stage=item.stage,
+        provider=route.provider,
+        model=route.model,
+        routing_reason=f"{route.reason};{BATCH_REASON}" if route.reason else BATCH_REASON,
+        prompt_tokens=usage.input_tokens,
+        completion_tokens=usage.output_tokens,
+        cost_usd=cost,
+        price_version=price_version,
+        prompt_version=str(item.payload.get("prompt_version", ""))[:16],
+        latency_ms=latency_ms,
+        simulated=response.simulated,
+        attempt=1,
+        status=CallStatus.OK if problem is None else CallStatus.INVALID_OUTPUT,
+        error=f"invalid output: {problem}" if problem else None,
+        response={"text": shown_answer(response.text) if problem else response.text},
+    )
+    try:
+        with deps.session_scope() as session:
+            session.add(row)
+    except IntegrityError:  # written by an earlier collector of this group
+        return
+    metrics.observe_call(row)

@@ -1,0 +1,218 @@
+"""SQL of the batch path: pending requests, groups and their leases (tables in db/models.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from db.models import Batch, BatchGroup, BatchRequest, Lead
+
+PENDING = "pending"
+GROUPED = "grouped"
+DONE = "done"
+SYNC = "sync"
+"""Sent back to the sync path (endpoint down, per-request error, late, too few to group)."""
+WAITING = (PENDING, GROUPED)
+
+OPEN = "open"
+SUBMITTED = "submitted"
+FINISHED = "done"
+FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """A lead whose chain continues at ``stage`` now that its request has an answer (or not)."""
+
+    lead_id: int
+    run_id: str
+    stage: str
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Pending (ungrouped) requests of one stage and model."""
+
+    count: int
+    oldest: dt.datetime | None
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def aware(value: dt.datetime) -> dt.datetime:
+    """SQLite hands back naive datetimes (stored as UTC)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def find(session: Session, request_id: str) -> BatchRequest | None:
+    return session.scalars(
+        select(BatchRequest).where(BatchRequest.request_id == request_id)
+    ).first()
+
+
+def backlog(session: Session, stage: str, ref: str) -> Backlog:
+    count, oldest = session.execute(
+        select(func.count(BatchRequest.id), func.min(BatchRequest.created_at)).where(
+            BatchRequest.stage == stage,
+            BatchRequest.model_ref == ref,
+            BatchRequest.status == PENDING,
+        )
+    ).one()
+    return Backlog(int(count or 0), aware(oldest) if oldest is not None else None)
+
+
+def waiting_keys(session: Session) -> list[tuple[str, str]]:
+    """Every (stage, model) with pending requests or an unfinished group."""
+    pending = session.execute(
+        select(BatchRequest.stage, BatchRequest.model_ref)
+        .where(BatchRequest.status == PENDING)
+        .distinct()
+    ).all()
+    groups = session.execute(
+        select(BatchGroup.stage, BatchGroup.model_ref)
+        .where(BatchGroup.status.in_((OPEN, SUBMITTED)))
+        .distinct()
+    ).all()
+    return sorted({(s, m) for s, m in (*pending, *groups)})
+
+
+def new_group(
+    session: Session, stage: str, ref: str, backend: str, owner: str, limit: int, lease_s: float
+) -> tuple[BatchGroup, list[BatchRequest]] | None:
+    """Claim up to ``limit`` oldest pending requests into a new group we hold the lease on."""
+    rows = list(
+        session.scalars(
+            select(BatchRequest)
+            .where(
+                BatchRequest.stage == stage,
+                BatchRequest.model_ref == ref,
+                BatchRequest.status == PENDING,
+            )
+            .order_by(BatchRequest.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if not rows:
+        return None
+    group = BatchGroup(
+        id=str(uuid.uuid4()),
+        stage=stage,
+        model_ref=ref,
+        backend=backend,
+        status=OPEN,
+        size=len(rows),
+        attempts=1,
+        lease_owner=owner,
+        lease_until=now() + dt.timedelta(seconds=lease_s),
+    )
+    session.add(group)
+    session.flush()
+    for row in rows:
+        row.status = GROUPED
+        row.group_id = group.id
+    return group, rows
+
+
+def take_over(
+    session: Session, stage: str, ref: str, owner: str, lease_s: float
+) -> list[tuple[BatchGroup, list[BatchRequest]]]:
+    """Unfinished groups whose lease ran out (their collector died): ours now."""
+    groups = list(
+        session.scalars(
+            select(BatchGroup)
+            .where(
+                BatchGroup.stage == stage,
+                BatchGroup.model_ref == ref,
+                BatchGroup.status.in_((OPEN, SUBMITTED)),
+                BatchGroup.lease_until < now(),
+            )
+            .with_for_update(skip_locked=True)
+        )
+    )
+    taken = []
+    for group in groups:
+        group.lease_owner = owner
+        group.lease_until = now() + dt.timedelta(seconds=lease_s)
+        group.attempts += 1
+        rows = list(
+            session.scalars(
+                select(BatchRequest).where(
+                    BatchRequest.group_id == group.id, BatchRequest.status == GROUPED
+                )
+            )
+        )
+        taken.append((group, rows))
+    return taken
+
+
+def release_pending(session: Session, stage: str, ref: str, reason: str) -> list[BatchRequest]:
+    """Send every pending request of (stage, model) back to the sync path."""
+    rows = list(
+        session.scalars(
+            select(BatchRequest)
+            .where(
+                BatchRequest.stage == stage,
+                BatchRequest.model_ref == ref,
+                BatchRequest.status == PENDING,
+            )
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for row in rows:
+        row.status = SYNC
+        row.error = reason
+        row.finished_at = now()
+    return rows
+
+
+def finish_request(session: Session, request_id: str, status: str, error: str | None) -> bool:
+    """Mark one grouped request answered (``done``) or sent to sync; False if already final."""
+    result = session.execute(
+        update(BatchRequest)
+        .where(BatchRequest.request_id == request_id, BatchRequest.status.in_(WAITING))
+        .values(status=status, error=error, finished_at=now())
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def mark_submitted(session: Session, group_id: str, handle: str, backend: str) -> None:
+    session.execute(
+        update(BatchGroup)
+        .where(BatchGroup.id == group_id)
+        .values(status=SUBMITTED, handle=handle, backend=backend, submitted_at=now())
+    )
+
+
+def finish_group(
+    session: Session, group_id: str, status: str, *, error: str | None = None, **extra: Any
+) -> None:
+    session.execute(
+        update(BatchGroup)
+        .where(BatchGroup.id == group_id)
+        .values(status=status, error=error, finished_at=now(), lease_owner=None, **extra)
+    )
+
+
+def resumes(session: Session, rows: Sequence[BatchRequest]) -> list[Resume]:
+    """Where each request's lead continues, with its batch's priority."""
+    found = []
+    for row in rows:
+        if row.lead_id is None or row.run_id is None:
+            continue
+        priority = session.scalar(
+            select(Batch.priority)
+            .join(Lead, Lead.batch_id == Batch.id)
+            .where(Lead.id == row.lead_id)
+        )
+        found.append(Resume(row.lead_id, row.run_id, row.stage, int(priority or 5)))
+    return found

@@ -1,0 +1,80 @@
+"""The ``batch`` queue: the collector that sends grouped requests, and its recovery tick.
+
+``batch.collect`` groups and sends the pending requests of one stage and model
+(``pipeline.batch.collector.collect``) and sends each answered (or sent-back) lead's chain again
+from that stage. ``batch.recover`` (beat) schedules a collect for every stage and model with
+waiting requests or an unfinished group, so a group whose collector died is taken over.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from celery import Task
+
+from db.enums import Stage
+from pipeline.batch import store
+from pipeline.batch.collector import collect
+from pipeline.liveness import worker_id
+from workers.app import app
+from workers.base import backoff_s, is_transient
+from workers.canvas import lead_chain
+from workers.lifecycle import process_deps
+from workers.queues import Queue
+
+log = structlog.get_logger(__name__)
+
+
+@app.task(
+    bind=True,
+    name="batch.collect",
+    queue=Queue.BATCH,
+    ignore_result=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+)
+def collect_batch(self: Task[Any, Any], *, stage: str, model_ref: str) -> None:
+    deps = process_deps()
+    owner = f"{worker_id()}/{self.request.id}"
+    try:
+        done = collect(deps, stage, model_ref, owner=owner)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        log.warning("batch_collect_retry", error=f"{type(exc).__name__}: {exc}")
+        raise self.retry(countdown=backoff_s(self.request.retries or 0, 60)) from exc
+    resume(done.resumes)
+    if done.again_s is not None:
+        collect_batch.apply_async(
+            kwargs={"stage": stage, "model_ref": model_ref}, countdown=done.again_s
+        )
+    log.info(
+        "batch_collected",
+        stage=stage,
+        model=model_ref,
+        groups=done.groups,
+        answered=done.answered,
+        to_sync=done.to_sync,
+        recovered=done.recovered,
+        resumed=len(done.resumes),
+    )
+
+
+def resume(resumes: list[store.Resume]) -> None:
+    """Each lead's chain again from the stage that waited (it replays or calls sync)."""
+    for r in resumes:
+        lead_chain(r.lead_id, r.run_id, r.priority, start=Stage(r.stage)).apply_async()
+
+
+@app.task(name="batch.recover", queue=Queue.BATCH, ignore_result=True)
+def recover_batches() -> None:
+    """Beat: a collect for every stage and model with waiting requests or an open group."""
+    deps = process_deps()
+    if deps.batch is None:
+        return
+    with deps.session_scope() as session:
+        keys = store.waiting_keys(session)
+    for stage, ref in keys:
+        collect_batch.apply_async(kwargs={"stage": stage, "model_ref": ref})
