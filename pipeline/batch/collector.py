@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from db.enums import CallStatus, Stage
@@ -34,6 +34,9 @@ from db.models import BatchGroup, BatchRequest, LLMCall
 from pipeline import metrics
 from pipeline.batch import store
 from pipeline.batch.backend import BatchBackend, BatchItem, BatchItemResult
+from pipeline.batch.deadlines import deadlines
+from pipeline.batch.planner import choose_path
+from pipeline.batch.provider import AWAITING, PROVIDER_BACKENDS
 from pipeline.batch.selfhosted import GPU_SECOND_VERSION, SelfHostedBackend
 from pipeline.budget.guard import BudgetRefused, Reservation
 from pipeline.errors import PipelineError
@@ -89,6 +92,8 @@ def divert(deps: Deps, ctx: CallContext, prompt: Prompt, route: Route, request: 
         if row is None:
             if endpoint_down(deps.redis, route.provider) or _in_ledger(session, rid):
                 return
+            if not _may_wait(deps, session, ctx, route):
+                return
             session.add(_new_request(ctx, prompt, route, request))
             status, age = store.PENDING, 0.0
         else:
@@ -103,6 +108,18 @@ def divert(deps: Deps, ctx: CallContext, prompt: Prompt, route: Route, request: 
         return
     full = backlog + 1 >= policy.max_group
     raise AwaitingBatch(ctx.stage.value, route.ref, policy.window_s, full=full)
+
+
+def _may_wait(deps: Deps, session: Any, ctx: CallContext, route: Route) -> bool:
+    """A provider-batch model: only when the lead's deadline leaves time for a batch."""
+    policy = deps.batch
+    if route.provider not in deps.batch_apis or (policy and policy.endpoint(route.provider)):
+        return True
+    lead = ctx.lead_id if ctx.lead_id is not None else -1
+    decision = choose_path(store.now(), deadlines(session, [lead]).get(lead), deps.batch_plan)
+    if decision.sync:
+        log.info("batch_skipped_for_deadline", lead_id=ctx.lead_id, reason=decision.reason)
+    return not decision.sync
 
 
 def _new_request(ctx: CallContext, prompt: Prompt, route: Route, request: LLMRequest) -> Any:
@@ -247,7 +264,7 @@ def default_backend(
     endpoint = deps.batch.endpoint(provider_name) if deps.batch is not None else None
     provider = deps.providers.get(provider_name)
     if endpoint is None or provider is None:
-        return None
+        return deps.batch_apis.get(provider_name)  # a provider batch API, or None
     return SelfHostedBackend(provider, endpoint, deps.routing.catalog, on_result=on_result)
 
 
@@ -312,6 +329,16 @@ def _process(
         to_send = []
     reservations, sendable = _reserve_all(deps, ref, to_send, done)
     results: Sequence[BatchItemResult] = []
+    if sendable and backend is not None and backend.name in PROVIDER_BACKENDS:
+        if _submit_provider(deps, backend, group_id, ref, sendable, reservations, done):
+            # Beat's ``batch.provider_poll`` collects it, or flips it to sync in time.
+            with deps.session_scope() as session:
+                for item in finished:
+                    store.finish_request(session, item.request_id, store.DONE, None)
+                rows = _rows(session, [p.request_id for p in finished])
+                done.resumes += store.resumes(session, rows)
+            return
+        sendable = []
     if sendable and backend is not None:
         results = _send(deps, backend, group_id, ref, sendable, reservations, done)
     finished += _apply(deps, ref, backend, by_id, results, reservations, done)
@@ -405,6 +432,46 @@ def _send(
         seconds=round(time.monotonic() - started, 3),
     )
     return results
+
+
+def _submit_provider(
+    deps: Deps,
+    backend: BatchBackend,
+    group_id: str,
+    ref: str,
+    items: Sequence[_Pending],
+    reservations: dict[str, Reservation],
+    done: Collected,
+) -> bool:
+    """A provider batch API: submit the group and leave it ``awaiting`` (out of the take-over);
+    False when the submit failed and the group went to sync. The reservations are released: a
+    batch takes hours, the delivery books the real cost (``pipeline/batch/awaiting.py``)."""
+    model = ref.partition(":")[2]
+    try:
+        handle = backend.submit(model, [BatchItem(i.request_id, i.request()) for i in items])
+    except PipelineError as exc:
+        _mark_down(deps, ref.partition(":")[0])
+        _to_sync(deps, items, f"batch backend failed: {exc}", done)
+        log.warning("batch_group_to_sync", group=group_id, error=str(exc), size=len(items))
+        return False
+    finally:
+        for reservation in reservations.values():
+            _release(deps, reservation)
+        reservations.clear()
+    with deps.session_scope() as session:
+        session.execute(
+            update(BatchGroup)
+            .where(BatchGroup.id == group_id)
+            .values(
+                status=AWAITING,
+                handle=handle,
+                backend=backend.name,
+                submitted_at=store.now(),
+                lease_owner=None,
+            )
+        )
+    log.info("provider_batch_submitted", group=group_id, handle=handle, size=len(items))
+    return True
 
 
 def _reserve(deps: Deps, item: _Pending, ref: str) -> Reservation | None:

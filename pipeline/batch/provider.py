@@ -35,6 +35,10 @@ from pipeline.errors import PipelineError
 
 log = structlog.get_logger(__name__)
 PROVIDER_BACKENDS = frozenset({"openai_batch", "anthropic_batch"})
+AWAITING = "awaiting"
+"""``batch_groups.status`` of a submitted provider batch: beat polls it, no collector holds it."""
+FLIPPED = "flipped"
+"""``batch_groups.status`` of a provider batch given up for the sync path."""
 
 
 @dataclass(frozen=True, slots=True)
