@@ -20,13 +20,15 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from db.enums import LeadStatus
-from db.models import Batch, Campaign, Lead, LLMCall
+from db.models import Batch, BatchRequest, Campaign, Lead, LLMCall
 from pipeline.batch.planner import deadline_held, lead_deadline
 from pipeline.llm.catalog import Catalog
 from pipeline.models import Usage
 
 CENT = Decimal("0.000001")
 BATCH_MARK = "batch"
+FLIP_MARK = "flipped to sync: "
+"""How ``pipeline/batch/awaiting.py`` marks a request taken back from a provider batch."""
 FINISHED = (LeadStatus.COMPLETED, LeadStatus.HELD, LeadStatus.FAILED)
 
 
@@ -59,6 +61,7 @@ def batch_vs_sync(
                     "send_by": campaign.send_by.isoformat() if campaign.send_by else None,
                     "send_within_s": campaign.send_within_s,
                     **paths,
+                    "flipped_to_sync": _flipped(session, campaign.id),
                     "deadline": due,
                 }
             )
@@ -99,6 +102,17 @@ def _paths(session: Session, catalog: Catalog, campaign_id: int) -> dict[str, An
         },
         "sync": {"calls": calls[False], "cost_usd": _money(cost[False])},
     }
+
+
+def _flipped(session: Session, campaign_id: int) -> int:
+    """Requests taken back from a late provider batch (or one whose deadline came near)."""
+    found = session.scalar(
+        select(func.count(BatchRequest.id)).where(
+            BatchRequest.campaign_id == campaign_id,
+            BatchRequest.error.like(f"{FLIP_MARK}%"),
+        )
+    )
+    return int(found or 0)
 
 
 def _deadline(session: Session, campaign: Campaign, now: dt.datetime) -> dict[str, Any]:
