@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +28,7 @@ from db.enums import LeadStatus, Stage
 from db.models import BatchGroup, BatchRequest, Lead, LLMCall
 from pipeline.batch import store
 from pipeline.batch.awaiting import AwaitingGroups
+from pipeline.batch.backend import BatchItem
 from pipeline.batch.collector import AwaitingBatch, collect
 from pipeline.batch.config import BatchPolicy
 from pipeline.batch.planner import Plan
@@ -33,6 +36,8 @@ from pipeline.batch.provider import AWAITING, FLIPPED, OpenBatch, Tick, tick
 from pipeline.campaigns.send_by import set_send_by
 from pipeline.deps import Deps
 from pipeline.llm.providers.batch_api import RedisIdStore, build_batch_backends
+from pipeline.llm.routing import RoutingTable
+from pipeline.models import LLMRequest
 from pipeline.reporting.paths import batch_vs_sync
 from pipeline.stages import analyze, classify, demo, judge, personalize, score
 from pipeline.stages._common import release
@@ -263,3 +268,65 @@ def test_a_near_deadline_skips_the_batch_path(batched: Deps, simulator: Simulato
         assert session.scalars(select(BatchRequest)).all() == []
     [row] = _analyze_calls(deps, lead_id)
     assert not row.routing_reason.endswith("batch")
+
+
+SIM_PORT = 59916  # h-papi's own port range (TEAM.md)
+
+
+@pytest.fixture
+def simulator_process() -> Iterator[str]:
+    """``leadpipe simulator`` as its own process, with a 1 s batch completion delay."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "workers.cli",
+        "simulator",
+        "--port",
+        str(SIM_PORT),
+        "--latency-scale",
+        "0",
+        "--batch-delay-s",
+        "1",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{SIM_PORT}/v1"
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_backends_against_a_simulator_process(
+    simulator_process: str, provider: str, routing: RoutingTable
+) -> None:
+    model = {"openai": "gpt-4o-mini", "anthropic": "claude-3-haiku-20240307"}[provider]
+    with httpx.Client(timeout=10) as http:
+        backend = build_batch_backends(
+            {},
+            simulator_url=simulator_process,
+            http=http,
+            catalog=routing.catalog,
+            price_factor=Decimal("0.5"),
+        )[provider]
+        items = [
+            BatchItem(f"run:{i}:analyze:main", LLMRequest(model, "s", f"lead {i}", 200))
+            for i in range(3)
+        ]
+        handle = backend.submit(model, items)
+        assert backend.poll(handle) is None  # the 1 s delay has not passed
+        time.sleep(1.1)
+        results = {r.request_id: r for r in backend.poll(handle) or []}
+    assert set(results) == {item.request_id for item in items}
+    for result in results.values():
+        assert result.error is None and result.response is not None
+        assert result.response.simulated
+        listed = routing.catalog.price(f"{provider}:{model}").cost(result.response.usage)
+        assert result.cost_usd == listed / 2
