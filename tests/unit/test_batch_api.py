@@ -239,3 +239,21 @@ def test_build_batch_backends_uses_keys_else_the_simulator() -> None:
         {}, simulator_url=None, http=http, catalog=Catalog(), price_factor=Decimal("0.5")
     )
     assert none == {}
+
+
+def test_worker_deps_carry_the_batch_backends_and_the_plan() -> None:
+    from pipeline.settings import Settings
+    from workers.lifecycle import build_deps
+    from workers.schedule import BEAT_SCHEDULE
+
+    settings = Settings(
+        simulator_url="http://127.0.0.1:9/v1",
+        database_url="sqlite://",
+        redis_url="redis://127.0.0.1:1/0",
+        provider_batch={"turnaround_s": 600, "margin_s": 120},
+    )
+    deps = build_deps(settings)
+    assert sorted(deps.batch_apis) == ["anthropic", "openai"]
+    assert deps.batch_plan.turnaround.total_seconds() == 600
+    assert deps.batch_plan.margin.total_seconds() == 120
+    assert BEAT_SCHEDULE["batch-provider-poll"]["task"] == "batch.provider_poll"
