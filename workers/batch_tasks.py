@@ -20,7 +20,7 @@ from db.enums import Stage
 from pipeline.batch import store
 from pipeline.batch.awaiting import AwaitingGroups
 from pipeline.batch.collector import collect
-from pipeline.batch.provider import tick
+from pipeline.batch.provider import Tick, tick
 from pipeline.liveness import worker_id
 from workers.app import app
 from workers.base import backoff_s, is_transient
@@ -88,9 +88,14 @@ def recover_batches() -> None:
 @app.task(name="batch.provider_poll", queue=Queue.BATCH, ignore_result=True)
 def poll_provider_batches() -> None:
     """Beat: collect finished provider batches, flip late ones (deadline near) to sync."""
+    poll_provider_batches_now()
+
+
+def poll_provider_batches_now() -> Tick:
+    """One poll of every open provider batch; the leads it answered or flipped continue."""
     deps = process_deps()
     if not deps.batch_apis:
-        return
+        return Tick()
     groups = AwaitingGroups(deps)
     done = tick(groups, deps.batch_apis, deps.batch_plan, store.now())
     resume(groups.resumes)
@@ -104,3 +109,4 @@ def poll_provider_batches() -> None:
             to_sync=done.to_sync,
             errors=done.errors,
         )
+    return done

@@ -147,6 +147,31 @@ def demo(
     raise typer.Exit(run_demo(leads=leads, latency_scale=latency_scale))
 
 
+def batch_poll(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Check the open provider batches now (beat's ``batch.provider_poll`` does it every 30 s):
+    collect the finished ones, flip those whose deadline is near (or that are late) to sync."""
+    from workers.batch_tasks import poll_provider_batches_now
+
+    done = poll_provider_batches_now()
+    doc = {
+        "waiting": done.waiting,
+        "delivered": done.delivered,
+        "flipped": done.flipped,
+        "answers": done.answers,
+        "to_sync": done.to_sync,
+        "errors": done.errors,
+    }
+    if as_json:
+        typer.echo(json.dumps(doc))
+        return
+    typer.echo(
+        f"provider batches: {len(done.waiting)} waiting, {len(done.delivered)} collected "
+        f"({done.answers} answer(s)), {len(done.flipped)} flipped to sync; "
+        f"{done.to_sync} request(s) back on the sync path"
+        + (f"; {len(done.errors)} poll error(s): {'; '.join(done.errors)}" if done.errors else "")
+    )
+
+
 def sweep(
     older_than: Annotated[int | None, typer.Option(help="idle seconds (default: settings)")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
