@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = (["cost.py"], ["gateway.py"], ["pipeline.py"], ["enqueue.py"])
+BENCHES = (["cost.py"], ["gateway.py"], ["pipeline.py"], ["enqueue.py"], ["batch.py"])
 
 
 def main() -> int:

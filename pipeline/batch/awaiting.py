@@ -27,7 +27,7 @@ from db.enums import CallStatus
 from db.models import BatchGroup, BatchRequest, LLMCall
 from pipeline.batch import store
 from pipeline.batch.backend import BatchItemResult
-from pipeline.batch.collector import Collected, _Pending, _to_sync, _write_answer
+from pipeline.batch.collector import Collected, _Answers, _apply, _Pending, _price, _to_sync
 from pipeline.batch.deadlines import deadlines, earliest
 from pipeline.batch.provider import AWAITING, FLIPPED, OpenBatch
 from pipeline.budget.guard import BudgetRefused
@@ -80,29 +80,30 @@ class AwaitingGroups:
         """Write the answers still wanted, send the errors to sync, finish the group."""
         deps = self._deps
         waiting = self._waiting(batch)
-        backend = deps.batch_apis.get(batch.provider)
-        written = to_sync = 0
+        by_id = dict(waiting)
+        wanted = []
         for result in results:
             item = waiting.pop(result.request_id, None)
             if item is None:
                 continue  # flipped or answered meanwhile
             if self._answered(item.request_id):
-                self._finish(item, store.DONE, "answered on the sync path first")
+                self._finish([item], "answered on the sync path first")
                 continue
-            if result.response is None:
-                _to_sync(deps, [item], result.error or "no answer", self.done)
-                to_sync += 1
-                continue
-            cost = _write_answer(deps, item, self._ref(item), result, backend)
-            self._book(item, cost)
-            self._finish(item, store.DONE, None, resume=True)
-            written += 1
+            wanted.append(result)
+        ref = self._ref(next(iter(by_id.values()))) if by_id else ""
+        answers = _Answers(ref, deps.batch_apis.get(batch.provider), set(), 0)
+        before = self.done.to_sync
+        finished = _apply(deps, answers, by_id, wanted, {}, self.done)
+        written = {item.request_id for item in finished}
+        for result in wanted:
+            if result.request_id in written:
+                self._book(by_id[result.request_id], _price(deps, answers, result)[0])
+        self._finish(finished, None, resume=True)
         if waiting:  # not in the results at all: the sync path answers them
             _to_sync(deps, list(waiting.values()), "missing from the batch results", self.done)
-            to_sync += len(waiting)
         with deps.session_scope() as session:
             store.finish_group(session, batch.group_id, store.FINISHED, backend=batch.backend)
-        return written, to_sync
+        return len(finished), self.done.to_sync - before
 
     def flip(self, batch: OpenBatch, reason: str) -> int:
         """Every waiting request of the batch back to the sync path."""
@@ -152,12 +153,15 @@ class AwaitingGroups:
         budget.settle(reservation, amount)
 
     def _finish(
-        self, item: _Pending, status: str, error: str | None, *, resume: bool = False
+        self, items: Sequence[_Pending], error: str | None, *, resume: bool = False
     ) -> None:
+        ids = [item.request_id for item in items]
+        if not ids:
+            return
         with self._deps.session_scope() as session:
-            store.finish_request(session, item.request_id, status, error)
+            store.finish_requests(session, ids, store.DONE, error)
             if resume:
                 rows = session.scalars(
-                    select(BatchRequest).where(BatchRequest.request_id == item.request_id)
+                    select(BatchRequest).where(BatchRequest.request_id.in_(ids))
                 ).all()
                 self.done.resumes += store.resumes(session, list(rows))

@@ -122,6 +122,15 @@ def _may_wait(deps: Deps, session: Any, ctx: CallContext, route: Route) -> bool:
     return not decision.sync
 
 
+def register(
+    deps: Deps, ctx: CallContext, prompt: Prompt, route: Route, request: LLMRequest
+) -> None:
+    """Store one request as pending for the batch path (benchmarks and tests; ``divert`` does
+    the same for a stage, deciding first whether it should)."""
+    with deps.session_scope() as session:
+        session.add(_new_request(ctx, prompt, route, request))
+
+
 def _new_request(ctx: CallContext, prompt: Prompt, route: Route, request: LLMRequest) -> Any:
     payload = {
         "system": request.system,
@@ -312,86 +321,137 @@ def _process(
 ) -> None:
     """Send one group and write every answer; every request ends done or back on sync."""
     by_id = {p.request_id: p for p in pending}
+    journaled: set[str] = set()
 
     def journal_now(result: BatchItemResult) -> None:
         item = by_id[result.request_id]
         if result.response is not None:
             entry = journal.Entry.of(item.request_id, item.route(), result.response, 1, None)
-            journal.remember(deps.redis, item.request_id, entry)
+            if journal.remember(deps.redis, item.request_id, entry):
+                journaled.add(item.request_id)
 
     # Answered before a crash: write what the ledger or journal holds, pay nothing again.
-    finished = [item for item in pending if _recover(deps, item)]
+    finished = _recover_all(deps, pending)
     done.recovered += len(finished)
-    to_send = [item for item in pending if item not in finished]
+    recovered = {item.request_id for item in finished}
+    to_send = [item for item in pending if item.request_id not in recovered]
     backend = factory(deps, ref, journal_now) if to_send else None
     if to_send and backend is None:
         _to_sync(deps, to_send, f"no batch backend for {ref}", done)
         to_send = []
-    reservations, sendable = _reserve_all(deps, ref, to_send, done)
-    results: Sequence[BatchItemResult] = []
+    holds, sendable = _reserve_all(deps, ref, to_send, done)
+    results: Sequence[BatchItemResult] | None = []
     if sendable and backend is not None and backend.name in PROVIDER_BACKENDS:
-        if _submit_provider(deps, backend, group_id, ref, sendable, reservations, done):
+        if _submit_provider(deps, backend, group_id, ref, sendable, holds, done):
             # Beat's ``batch.provider_poll`` collects it, or flips it to sync in time.
             with deps.session_scope() as session:
-                for item in finished:
-                    store.finish_request(session, item.request_id, store.DONE, None)
+                store.finish_requests(session, [i.request_id for i in finished], store.DONE, None)
                 rows = _rows(session, [p.request_id for p in finished])
                 done.resumes += store.resumes(session, rows)
             return
-        sendable = []
+        results, sendable = None, []
+    started = time.monotonic()
     if sendable and backend is not None:
-        results = _send(deps, backend, group_id, ref, sendable, reservations, done)
-    finished += _apply(deps, ref, backend, by_id, results, reservations, done)
-    for reservation in reservations.values():  # sent but never answered (backend error)
-        _release(deps, reservation)
+        results = _send(deps, backend, group_id, ref, sendable, holds, done)
+    answers = _Answers(ref, backend, journaled, int((time.monotonic() - started) * 1000))
+    finished += _apply(deps, answers, by_id, results or [], holds, done)
+    status = store.FINISHED if results is not None else store.FAILED
     with deps.session_scope() as session:
-        for item in finished:
-            store.finish_request(session, item.request_id, store.DONE, None)
-        store.finish_group(session, group_id, store.FINISHED, backend=_name(backend))
+        store.finish_requests(session, [i.request_id for i in finished], store.DONE, None)
+        store.finish_group(session, group_id, status, backend=_name(backend))
         done.resumes += store.resumes(session, _rows(session, [p.request_id for p in finished]))
+
+
+@dataclass(slots=True)
+class _Hold:
+    """One budget reservation covering the requests of one campaign and tier in a group."""
+
+    reservation: Reservation
+    request_ids: set[str]
+    cost: Decimal = Decimal(0)
 
 
 def _reserve_all(
     deps: Deps, ref: str, items: Sequence[_Pending], done: Collected
-) -> tuple[dict[str, Reservation], list[_Pending]]:
-    """Reserve each request's maximum cost; one the budget refuses goes to sync (it parks)."""
-    reservations: dict[str, Reservation] = {}
-    sendable = []
+) -> tuple[dict[str, _Hold], list[_Pending]]:
+    """Reserve the group's maximum cost, one reservation per campaign and tier; requests the
+    budget refuses go back to the sync path (which parks them with the budget's reason)."""
+    if deps.budget is None or not deps.routing.catalog.knows(ref):
+        return {}, list(items)
+    parts: dict[tuple[int | None, str | None], list[_Pending]] = {}
     for item in items:
+        parts.setdefault((item.campaign_id, item.payload.get("tier")), []).append(item)
+    holds: dict[str, _Hold] = {}
+    sendable = []
+    for (campaign_id, tier), part in parts.items():
+        cost = sum((_max_cost(deps, item, ref) for item in part), Decimal(0))
         try:
-            reservation = _reserve(deps, item, ref)
+            reservation = deps.budget.reserve(cost, campaign_id=campaign_id, tier=tier)
         except BudgetRefused as exc:
-            _to_sync(deps, [item], f"budget: {exc}", done)
+            _to_sync(deps, part, f"budget: {exc}", done)
             continue
-        if reservation is not None:
-            reservations[item.request_id] = reservation
-        sendable.append(item)
-    return reservations, sendable
+        hold = _Hold(reservation, {item.request_id for item in part})
+        holds.update({item.request_id: hold for item in part})
+        sendable += part
+    return holds, sendable
+
+
+def _max_cost(deps: Deps, item: _Pending, ref: str) -> Decimal:
+    request = item.request()
+    tokens = estimate_prompt_tokens(request.system, request.user)
+    return estimate_max_cost(deps.routing.catalog, ref, tokens, request.max_tokens)
+
+
+def _settle_all(deps: Deps, holds: dict[str, _Hold]) -> None:
+    """Settle each reservation at what its answered requests cost (nothing: released)."""
+    if deps.budget is None:
+        return
+    for hold in {id(h): h for h in holds.values()}.values():
+        if hold.cost > 0:
+            deps.budget.settle(hold.reservation, hold.cost)
+        else:
+            _release(deps, hold.reservation)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answers:
+    """How a group's answers are written: model, backend, what is journaled, group latency."""
+
+    ref: str
+    backend: BatchBackend | None
+    journaled: set[str]
+    latency_ms: int
 
 
 def _apply(
     deps: Deps,
-    ref: str,
-    backend: BatchBackend | None,
+    answers: _Answers,
     by_id: dict[str, _Pending],
     results: Sequence[BatchItemResult],
-    reservations: dict[str, Reservation],
+    holds: dict[str, _Hold],
     done: Collected,
 ) -> list[_Pending]:
-    """Write each answer (journal, ledger, settle); an error sends its request to sync."""
-    finished = []
+    """Write the answers (journal, then the ledger rows in one transaction, then settle the
+    reservations); an error sends its request back to the sync path."""
+    finished, failed, rows = [], [], []
     for result in results:
         item = by_id[result.request_id]
-        reservation = reservations.pop(item.request_id, None)
         if result.response is None:
-            _release(deps, reservation)
-            _to_sync(deps, [item], result.error or "no answer", done)
+            failed.append((item, result.error or "no answer"))
             continue
-        cost = _write_answer(deps, item, ref, result, backend)
-        if reservation is not None and deps.budget is not None:
-            deps.budget.settle(reservation, cost)
+        if item.request_id not in answers.journaled:  # the sync path's order: journal first
+            entry = journal.Entry.of(item.request_id, item.route(), result.response, 1, None)
+            journal.remember(deps.redis, item.request_id, entry)
+        cost, version = _price(deps, answers, result)
+        rows.append(_ledger_call(item, result.response, cost, version, answers.latency_ms))
+        if item.request_id in holds:
+            holds[item.request_id].cost += cost
         finished.append(item)
-        done.answered += 1
+    _insert(deps, rows)  # then settle: the budget reconcile stays safe (the gateway's order)
+    _settle_all(deps, holds)
+    for item, error in failed:
+        _to_sync(deps, [item], error, done)
+    done.answered += len(finished)
     return finished
 
 
@@ -401,10 +461,11 @@ def _send(
     group_id: str,
     ref: str,
     items: Sequence[_Pending],
-    reservations: dict[str, Reservation],
+    holds: dict[str, _Hold],
     done: Collected,
-) -> Sequence[BatchItemResult]:
-    """Submit and wait for the results; the whole group goes to sync if the backend fails."""
+) -> Sequence[BatchItemResult] | None:
+    """Submit and wait for the results; the whole group goes to sync if the backend fails
+    (None)."""
     model = ref.partition(":")[2]
     batch = [BatchItem(i.request_id, i.request()) for i in items]
     started = time.monotonic()
@@ -418,12 +479,11 @@ def _send(
             results = backend.poll(handle)
     except PipelineError as exc:
         _mark_down(deps, ref.partition(":")[0])
-        for reservation in reservations.values():
-            _release(deps, reservation)
-        reservations.clear()
+        _settle_all(deps, holds)  # nothing was answered: every reservation is released
+        holds.clear()
         _to_sync(deps, items, f"batch backend failed: {exc}", done)
         log.warning("batch_group_to_sync", group=group_id, error=str(exc), size=len(items))
-        return []
+        return None
     log.info(
         "batch_group_done",
         group=group_id,
@@ -440,7 +500,7 @@ def _submit_provider(
     group_id: str,
     ref: str,
     items: Sequence[_Pending],
-    reservations: dict[str, Reservation],
+    holds: dict[str, _Hold],
     done: Collected,
 ) -> bool:
     """A provider batch API: submit the group and leave it ``awaiting`` (out of the take-over);
@@ -455,9 +515,8 @@ def _submit_provider(
         log.warning("batch_group_to_sync", group=group_id, error=str(exc), size=len(items))
         return False
     finally:
-        for reservation in reservations.values():
-            _release(deps, reservation)
-        reservations.clear()
+        _settle_all(deps, holds)  # nothing answered yet: every reservation is released
+        holds.clear()
     with deps.session_scope() as session:
         session.execute(
             update(BatchGroup)
@@ -472,15 +531,6 @@ def _submit_provider(
         )
     log.info("provider_batch_submitted", group=group_id, handle=handle, size=len(items))
     return True
-
-
-def _reserve(deps: Deps, item: _Pending, ref: str) -> Reservation | None:
-    if deps.budget is None or not deps.routing.catalog.knows(ref):
-        return None
-    request = item.request()
-    tokens = estimate_prompt_tokens(request.system, request.user)
-    cost = estimate_max_cost(deps.routing.catalog, ref, tokens, request.max_tokens)
-    return deps.budget.reserve(cost, campaign_id=item.campaign_id, tier=item.payload.get("tier"))
 
 
 def _release(deps: Deps, reservation: Reservation | None) -> None:
@@ -500,8 +550,7 @@ def _mark_down(deps: Deps, provider: str) -> None:
 def _to_sync(deps: Deps, items: Sequence[_Pending], reason: str, done: Collected) -> None:
     """These requests go back to the sync path; their leads continue (and call the gateway)."""
     with deps.session_scope() as session:
-        for item in items:
-            store.finish_request(session, item.request_id, store.SYNC, reason[:2000])
+        store.finish_requests(session, [i.request_id for i in items], store.SYNC, reason[:2000])
         done.resumes += store.resumes(session, _rows(session, [i.request_id for i in items]))
     done.to_sync += len(items)
 
@@ -518,52 +567,43 @@ def _name(backend: BatchBackend | None) -> str:
     return backend.name if backend is not None else "none"
 
 
-def _recover(deps: Deps, item: _Pending) -> bool:
-    """Already answered: in the ledger, or journaled by a collector that died before writing."""
+def _recover_all(deps: Deps, items: Sequence[_Pending]) -> list[_Pending]:
+    """Requests already answered: in the ledger, or journaled by a collector that died before
+    writing its rows (written now, from the journal, at the catalogue price)."""
+    ids = [i.request_id for i in items]
     with deps.session_scope() as session:
-        if session.scalar(select(LLMCall.id).where(LLMCall.request_id == item.request_id)):
-            return True
-    entry = journal.recall(deps.redis, item.request_id)
-    if entry is None:
-        return False
-    response = entry.response()
-    cost, version = deps.routing.catalog.cost(f"{entry.provider}:{entry.model}", response.usage)
-    _ledger_row(deps, item, response, cost, version, latency_ms=0)
-    return True
+        known = set(session.scalars(select(LLMCall.request_id).where(LLMCall.request_id.in_(ids))))
+    found, rows = [], []
+    for item in items:
+        if item.request_id in known:
+            found.append(item)
+            continue
+        entry = journal.recall(deps.redis, item.request_id)
+        if entry is None:
+            continue
+        response = entry.response()
+        ref = f"{entry.provider}:{entry.model}"
+        cost, version = deps.routing.catalog.cost(ref, response.usage)
+        rows.append(_ledger_call(item, response, cost, version, 0))
+        found.append(item)
+    _insert(deps, rows)
+    return found
 
 
-def _write_answer(
-    deps: Deps,
-    item: _Pending,
-    ref: str,
-    result: BatchItemResult,
-    backend: BatchBackend | None,
-) -> Decimal:
-    """Journal the answer, then write its ledger row (the sync path's order); its cost."""
+def _price(deps: Deps, answers: _Answers, result: BatchItemResult) -> tuple[Decimal, str]:
+    """The backend's price when it gives one (GPU-seconds, batch discount), else the catalogue's."""
     response = result.response
     assert response is not None
-    entry = journal.Entry.of(item.request_id, item.route(), response, 1, None)
-    journal.remember(deps.redis, item.request_id, entry)
-    if result.cost_usd is not None:
-        cost = result.cost_usd
-        endpoint = deps.batch.endpoint(ref.partition(":")[0]) if deps.batch else None
-        gpu = endpoint is not None and endpoint.usd_per_gpu_second is not None
-        version = GPU_SECOND_VERSION if gpu else _name(backend)
-    else:
-        cost, version = deps.routing.catalog.cost(ref, response.usage)
-    _ledger_row(deps, item, response, cost, version, latency_ms=0)
-    return cost
+    if result.cost_usd is None:
+        return deps.routing.catalog.cost(answers.ref, response.usage)
+    endpoint = deps.batch.endpoint(answers.ref.partition(":")[0]) if deps.batch else None
+    gpu = endpoint is not None and endpoint.usd_per_gpu_second is not None
+    return result.cost_usd, GPU_SECOND_VERSION if gpu else _name(answers.backend)
 
 
-def _ledger_row(
-    deps: Deps,
-    item: _Pending,
-    response: LLMResponse,
-    cost: Decimal,
-    price_version: str,
-    *,
-    latency_ms: int,
-) -> None:
+def _ledger_call(
+    item: _Pending, response: LLMResponse, cost: Decimal, price_version: str, latency_ms: int
+) -> LLMCall:
     """One ledger row under the request's journal key: ok, or invalid_output (still billed)."""
     problem: str | None = None
     if item.payload.get("json_mode", True):
@@ -575,7 +615,7 @@ def _ledger_row(
         problem = checked if isinstance(checked, str) else None
     route = item.route()
     usage = response.usage or Usage(0, 0)
-    row = LLMCall(
+    return LLMCall(
         request_id=item.request_id,
         journal_key=item.request_id,
         lead_id=item.lead_id,
@@ -597,9 +637,26 @@ def _ledger_row(
         error=f"invalid output: {problem}" if problem else None,
         response={"text": shown_answer(response.text) if problem else response.text},
     )
+
+
+def _insert(deps: Deps, rows: Sequence[LLMCall]) -> None:
+    """The group's ledger rows in one transaction; one by one if some were written before."""
+    if not rows:
+        return
     try:
         with deps.session_scope() as session:
-            session.add(row)
-    except IntegrityError:  # written by an earlier collector of this group
-        return
-    metrics.observe_call(row)
+            session.add_all(rows)
+    except IntegrityError:  # a collector of this group wrote some of them before it died
+        for row in rows:
+            try:
+                with deps.session_scope() as session:
+                    session.add(_detached_copy(row))
+            except IntegrityError:
+                continue
+    for row in rows:
+        metrics.observe_call(row)
+
+
+def _detached_copy(row: LLMCall) -> LLMCall:
+    columns = {c.key: getattr(row, c.key) for c in LLMCall.__table__.columns if c.key != "id"}
+    return LLMCall(**columns)

@@ -177,12 +177,25 @@ def release_pending(session: Session, stage: str, ref: str, reason: str) -> list
 
 def finish_request(session: Session, request_id: str, status: str, error: str | None) -> bool:
     """Mark one grouped request answered (``done``) or sent to sync; False if already final."""
-    result = session.execute(
-        update(BatchRequest)
-        .where(BatchRequest.request_id == request_id, BatchRequest.status.in_(WAITING))
-        .values(status=status, error=error, finished_at=now())
-    )
-    return bool(getattr(result, "rowcount", 0))
+    return finish_requests(session, [request_id], status, error) == 1
+
+
+def finish_requests(
+    session: Session, request_ids: Sequence[str], status: str, error: str | None
+) -> int:
+    """Mark waiting requests answered (``done``) or sent to sync; how many were still waiting."""
+    changed = 0
+    for start in range(0, len(request_ids), 1000):
+        result = session.execute(
+            update(BatchRequest)
+            .where(
+                BatchRequest.request_id.in_(request_ids[start : start + 1000]),
+                BatchRequest.status.in_(WAITING),
+            )
+            .values(status=status, error=error, finished_at=now())
+        )
+        changed += int(getattr(result, "rowcount", 0) or 0)
+    return changed
 
 
 def mark_submitted(session: Session, group_id: str, handle: str, backend: str) -> None:
@@ -205,14 +218,18 @@ def finish_group(
 
 def resumes(session: Session, rows: Sequence[BatchRequest]) -> list[Resume]:
     """Where each request's lead continues, with its batch's priority."""
-    found = []
-    for row in rows:
-        if row.lead_id is None or row.run_id is None:
-            continue
-        priority = session.scalar(
-            select(Batch.priority)
-            .join(Lead, Lead.batch_id == Batch.id)
-            .where(Lead.id == row.lead_id)
-        )
-        found.append(Resume(row.lead_id, row.run_id, row.stage, int(priority or 5)))
-    return found
+    leads = [row.lead_id for row in rows if row.lead_id is not None and row.run_id is not None]
+    priority: dict[int, int] = {}
+    for start in range(0, len(leads), 1000):
+        chunk = leads[start : start + 1000]
+        found = session.execute(
+            select(Lead.id, Batch.priority)
+            .join(Batch, Lead.batch_id == Batch.id)
+            .where(Lead.id.in_(chunk))
+        ).all()
+        priority.update((row[0], row[1]) for row in found)
+    return [
+        Resume(row.lead_id, row.run_id, row.stage, int(priority.get(row.lead_id, 5)))
+        for row in rows
+        if row.lead_id is not None and row.run_id is not None
+    ]
