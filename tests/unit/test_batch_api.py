@@ -130,13 +130,14 @@ def test_openai_poll_prices_answers_at_the_batch_rate_and_returns_errors() -> No
     assert failed.response is None and failed.error is not None and "boom" in failed.error
 
 
-def test_openai_expired_batch_returns_every_request_as_an_error() -> None:
-    fake = FakeOpenAI("expired")
+@pytest.mark.parametrize("status", ["expired", "failed", "cancelled"])
+def test_an_unfinished_openai_batch_returns_every_request_as_an_error(status: str) -> None:
+    fake = FakeOpenAI(status)
     backend = _openai(fake)
     backend.submit("gpt-4o-mini", ITEMS)
     results = backend.poll("batch_1") or []
     assert sorted(r.request_id for r in results) == sorted([KEY, "plain-2"])
-    assert all(r.response is None and "expired" in (r.error or "") for r in results)
+    assert all(r.response is None and status in (r.error or "") for r in results)
 
 
 def test_openai_http_failure_raises_provider_unavailable() -> None:
