@@ -130,3 +130,16 @@ def test_cli_send_by_sets_and_clears_the_deadline(
         assert (campaign.send_by, campaign.send_within_s) == (None, None)
     bad = cli("launch", "someday")
     assert bad.returncode == 2 and "neither" in bad.stderr
+
+
+def test_the_html_report_has_the_batch_vs_sync_table(
+    session_factory: sessionmaker[Session],
+) -> None:
+    from pipeline.reporting.html import build_html_report
+
+    _setup(session_factory, late=False)
+    with session_factory() as session:
+        page = build_html_report(session, catalog=Catalog(), campaign="q4")
+    section = page[page.index('data-table="batch-vs-sync"') :]
+    section = section[: section.index("</section>")]
+    assert "<td>q4</td>" in section and "$0.375000" in section and "held (2 on time)" in section
