@@ -40,6 +40,7 @@ from pipeline.batch.provider import AWAITING, PROVIDER_BACKENDS
 from pipeline.batch.selfhosted import GPU_SECOND_VERSION, SelfHostedBackend
 from pipeline.budget.guard import BudgetRefused, Reservation
 from pipeline.errors import PipelineError
+from pipeline.liveness import heartbeat_key, owner_worker, worker_id
 from pipeline.llm import journal
 from pipeline.llm.catalog import estimate_max_cost, estimate_prompt_tokens
 from pipeline.llm.contracts import contract_for, shown_answer, validate
@@ -87,18 +88,22 @@ def divert(deps: Deps, ctx: CallContext, prompt: Prompt, route: Route, request: 
     if policy is None or threshold is None or ctx.lead_id is None or ctx.run_id is None:
         return
     rid = ctx.journal_key
-    with deps.session_scope() as session:
-        row = store.find(session, rid)
-        if row is None:
-            if endpoint_down(deps.redis, route.provider) or _in_ledger(session, rid):
-                return
-            if not _may_wait(deps, session, ctx, route):
-                return
-            session.add(_new_request(ctx, prompt, route, request))
-            status, age = store.PENDING, 0.0
-        else:
-            status, age = row.status, (store.now() - store.aware(row.created_at)).total_seconds()
-        backlog = store.backlog(session, ctx.stage.value, route.ref).count
+    try:
+        with deps.session_scope() as session:
+            row = store.find(session, rid)
+            if row is None:
+                if endpoint_down(deps.redis, route.provider) or _in_ledger(session, rid):
+                    return
+                if not _may_wait(deps, session, ctx, route):
+                    return
+                session.add(_new_request(ctx, prompt, route, request))
+                status, age = store.PENDING, 0.0
+            else:
+                status = row.status
+                age = (store.now() - store.aware(row.created_at)).total_seconds()
+            backlog = store.backlog(session, ctx.stage.value, route.ref).count
+    except IntegrityError:  # a duplicate delivery registered the same request a moment ago
+        status, age, backlog = store.PENDING, 0.0, 0
     if status not in store.WAITING:
         return
     if age > policy.max_wait_s:
@@ -106,7 +111,7 @@ def divert(deps: Deps, ctx: CallContext, prompt: Prompt, route: Route, request: 
             store.finish_request(session, rid, store.SYNC, "waited past max_wait_s")
         log.warning("batch_request_late", request_id=rid, waited_s=round(age))
         return
-    full = backlog + 1 >= policy.max_group
+    full = backlog >= policy.max_group
     raise AwaitingBatch(ctx.stage.value, route.ref, policy.window_s, full=full)
 
 
@@ -215,6 +220,7 @@ def collect(
     factory = backend_for or default_backend
     threshold = policy.threshold(stage, ref) or 0
     with deps.session_scope() as session:
+        store.expire_dead_leases(session, stage, ref, lambda o: _dead(deps.redis, o, owner))
         taken = store.take_over(session, stage, ref, owner, policy.lease_s)
     for group, rows in taken:
         log.warning("batch_group_taken_over", group=group.id, size=len(rows))
@@ -249,6 +255,18 @@ def collect(
         done.to_sync += len(released)
         log.info("batch_too_small_to_group", stage=stage, model=ref, count=len(released))
         return done
+
+
+def _dead(client: Redis | None, holder: str, me: str) -> bool:
+    """A group's lease holder whose worker has no heartbeat (killed): take its group at once.
+
+    Only a worker's owner string (``host:pid:suffix/task``) is checked; anything else waits for
+    its lease to run out.
+    """
+    worker = owner_worker(holder)
+    if client is None or holder == me or worker.count(":") < 2 or worker == worker_id():
+        return False
+    return not client.exists(heartbeat_key(worker))
 
 
 def _recent_group(session: Any, stage: str, ref: str, within_s: float) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +121,24 @@ def new_group(
         row.status = GROUPED
         row.group_id = group.id
     return group, rows
+
+
+def expire_dead_leases(session: Session, stage: str, ref: str, dead: Callable[[str], bool]) -> int:
+    """End the lease of unfinished groups whose holder is known dead (its worker was killed)."""
+    groups = session.scalars(
+        select(BatchGroup).where(
+            BatchGroup.stage == stage,
+            BatchGroup.model_ref == ref,
+            BatchGroup.status.in_((OPEN, SUBMITTED)),
+            BatchGroup.lease_until >= now(),
+        )
+    ).all()
+    ended = 0
+    for group in groups:
+        if group.lease_owner is not None and dead(group.lease_owner):
+            group.lease_until = now() - dt.timedelta(seconds=1)
+            ended += 1
+    return ended
 
 
 def take_over(

@@ -9,9 +9,12 @@ endpoint is down, the group goes back to the sync path and no lead is lost.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
+import httpx
 import pytest
+import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +26,7 @@ from tests.e2e.conftest import ROOT, E2EStack, leads_done, stop, wait_until
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 LEADS = 28
 SELF_HOSTED = "vllm:meta-llama/Llama-3.1-8B-Instruct"
+STAGE_QUEUES = "classify,score,analyze,demo,personalize,judge,ops"
 
 
 def batch_routing_table(path: Path, *, concurrency: int, extra: str = "") -> Path:
@@ -166,3 +170,54 @@ def test_an_endpoint_outage_falls_back_to_sync_and_loses_no_lead(
             )
         )
         assert answered == analyzed_by_llm(session) >= len(requests)
+
+
+def _analyze_journaled(client: redis.Redis) -> int:
+    return sum(1 for _ in client.scan_iter(match="leadpipe:journal:*:analyze:*", count=500))
+
+
+def test_the_batch_worker_killed_mid_group_loses_nothing_and_pays_nothing_twice(
+    stack: E2EStack, session_factory: sessionmaker[Session], redis_url: str, tmp_path: Path
+) -> None:
+    # Two answers at a time, about a second each: the group takes long enough to be cut.
+    endpoint = SimulatorServer(config=SimulatorConfig(latency_scale=0.4, seed=5, slots=2))
+    endpoint.start()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        env = stack.with_env(
+            LEADPIPE_ROUTING_TABLE=str(batch_routing_table(tmp_path / "r.toml", concurrency=2)),
+            LEADPIPE_PROVIDERS__VLLM__BASE_URL=endpoint.url,
+        )
+        env.cli_ok("enqueue", str(leads_file(tmp_path / "leads.csv", LEADS)), "--campaign", "k")
+        with session_factory() as session:
+            total = session.scalar(select(func.count()).select_from(Lead)) or 0
+        stages = env.worker(tmp_path / "stages.log", "-Q", STAGE_QUEUES, "-n", "stages@%h")
+        collector = env.worker(tmp_path / "batch1.log", "-Q", "batch", "-n", "batch1@%h")
+        try:
+            wait_until("a few answers paid", lambda: _analyze_journaled(client) >= 4, 180)
+            collector.send_signal(signal.SIGKILL)  # mid-group: no warm shutdown
+            collector.wait(timeout=30)
+            with session_factory() as session:
+                cut = session.scalars(select(BatchGroup)).one()
+                assert cut.status in ("open", "submitted")
+                paid_before = _analyze_journaled(client)
+                assert paid_before < cut.size
+            collector = env.worker(tmp_path / "batch2.log", "-Q", "batch", "-n", "batch2@%h")
+            wait_until("every lead done", lambda: leads_done(session_factory) == total, 300)
+        finally:
+            stop(stages, collector)
+        stats = httpx.get(endpoint.url.removesuffix("/v1") + "/_sim/stats").json()
+    finally:
+        endpoint.stop()
+        client.close()
+    with session_factory() as session:
+        assert_every_lead_continued(session)
+        group = session.scalars(select(BatchGroup)).one()
+        assert (group.status, group.attempts) == ("done", 2)  # taken over, finished once
+        requests = session.scalars(select(BatchRequest)).all()
+        assert {r.status for r in requests} == {"done"}
+        rows = session.scalars(select(LLMCall).where(LLMCall.routing_reason.like("%batch"))).all()
+        assert sorted(r.journal_key for r in rows) == sorted(r.request_id for r in requests)
+    # The endpoint answered each request at most once, plus whatever was in flight at the kill
+    # (answers paid but not yet journaled: at most the two slots).
+    assert group.size <= stats["by_status"]["200"] <= group.size + 2

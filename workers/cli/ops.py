@@ -21,6 +21,7 @@ def worker(
     loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO",
 ) -> None:
     """Run a Celery worker (threads pool: the stages wait on the network, not the CPU)."""
+    from pipeline.batch.config import load_batch_policy
     from pipeline.errors import ConfigError
     from pipeline.llm.routing import load_routing_table
     from pipeline.settings import get_settings
@@ -33,7 +34,8 @@ def worker(
     if notice:
         typer.echo(notice, err=True)
     try:  # an ops-edited routing table is checked before the worker takes any task
-        load_routing_table(settings.routing_table)
+        table = load_routing_table(settings.routing_table)
+        load_batch_policy(settings.routing_table, table.catalog.knows)  # its [batch] too
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
