@@ -35,6 +35,10 @@ class Campaign(Base):
     last_run_at: Mapped[dt.datetime | None]
     deadline: Mapped[dt.datetime | None]
     """A scheduled campaign stops running after this moment (None: no end)."""
+    send_by: Mapped[dt.datetime | None]
+    """Every email of the campaign is due by then: the deadline planner's send-by time."""
+    send_within_s: Mapped[int | None]
+    """Each enqueued batch's emails are due this many seconds after the batch was created."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

@@ -12,13 +12,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import session_scope
 from pipeline.batch.config import BatchPolicy
+from pipeline.batch.planner import Plan
+from pipeline.batch.provider import Cancellable
 from pipeline.budget.models import Reservation
 from pipeline.llm.breaker import CircuitBreaker
 from pipeline.llm.cache import ResponseCache
 from pipeline.llm.providers.base import LLMProvider
 from pipeline.llm.ratelimit import RateLimiter
 from pipeline.llm.routing import RoutingTable
-from pipeline.settings import Settings, default_of
+from pipeline.settings import ProviderBatchSettings, Settings, default_of
 from pipeline.web.fetch import WebPolicy
 
 if TYPE_CHECKING:
@@ -87,6 +89,16 @@ class Deps:
     """An owned running row this young is held even if its heartbeat is briefly missing."""
     batch: BatchPolicy | None = None
     """Which stage/model requests go through the batch path (routing table ``[batch]``)."""
+    batch_apis: dict[str, Cancellable] = field(default_factory=dict)
+    """Provider batch APIs by provider name (``openai``, ``anthropic``): a batchable model of
+    that provider without a self-hosted endpoint goes there (``pipeline/batch/provider.py``)."""
+    batch_plan: Plan = field(
+        default_factory=lambda: Plan.of_seconds(
+            default_of(ProviderBatchSettings, "turnaround_s"),
+            default_of(ProviderBatchSettings, "margin_s"),
+        )
+    )
+    """The deadline planner's expected batch turnaround and safety margin."""
 
     @contextmanager
     def session_scope(self) -> Iterator[Session]:

@@ -54,6 +54,19 @@ class ProviderSettings(BaseModel):
     ``json_object`` (llama-cpp-python's server) or ``none`` (JSON mode, schema in the prompt)."""
 
 
+class ProviderBatchSettings(BaseModel):
+    """Provider batch APIs (OpenAI Batch, Anthropic Message Batches) and the deadline planner."""
+
+    price_factor: Decimal = Decimal("0.5")
+    """A batch answer costs the list price times this when genai-prices has no batch price for
+    the model (both providers bill batches at 50 % of the standard rates)."""
+    turnaround_s: int = 3600
+    """How long a provider batch is expected to take; the planner sends work to a batch only
+    when this plus ``margin_s`` still fits before the campaign's send-by time."""
+    margin_s: int = 1800
+    """Time kept in hand to finish on the sync path when a batch is late."""
+
+
 class WebSettings(BaseModel):
     """Website fetching for the analyze stage (SSRF guard always on)."""
 
@@ -110,6 +123,7 @@ class Settings(BaseSettings):
     simulator_url: str | None = None
     """When set, every provider without an API key is served by the offline simulator here."""
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    provider_batch: ProviderBatchSettings = Field(default_factory=ProviderBatchSettings)
     routing_table: Path | None = None
     """An ops-edited routing table (TOML) replacing the packaged default."""
     web: WebSettings = Field(default_factory=WebSettings)

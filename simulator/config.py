@@ -23,6 +23,9 @@ _FLOAT_FIELDS = (
     "per_token_ms",
     "slow_tail_s",
     "rate_window_s",
+    "batch_delay_s",
+    "batch_expire_s",
+    "batch_error_rate",
 )
 _OPTIONAL_INT_FIELDS = ("retry_after_s", "seed")
 _INT_FIELDS = ("slots",)
@@ -74,6 +77,14 @@ class SimulatorConfig:
         rate_limits: Model name -> requests accepted in any ``rate_window_s`` sliding window;
             one more is answered 429 with ``Retry-After`` (whole seconds until a slot frees).
         rate_window_s: The window of ``rate_limits`` (60: requests per minute).
+        batch_delay_s: Seconds a provider batch (OpenAI ``/v1/batches``, Anthropic
+            ``/v1/messages/batches``) stays in progress before it completes; a test makes a
+            batch "late" with a delay longer than its deadline margin.
+        batch_expire_s: A batch still unfinished this many seconds after creation expires
+            (OpenAI ``expired``, Anthropic ``expired`` results); 0 = never.
+        batch_error_rate: Fraction (0..1) of the requests inside a batch that fail on their
+            own (drawn from a hash of the seed and the ``custom_id``: repeatable).
+        batch_error_ids: Requests whose ``custom_id`` contains one of these strings fail.
         slots: Self-hosted mode (vLLM ``max_num_seqs``, llama.cpp ``--n_parallel``): at most
             this many requests are answered at once, each taking its per-token latency; the
             rest wait for a free slot. 0: every request is answered at once (a cloud API).
@@ -93,6 +104,10 @@ class SimulatorConfig:
     slow_tail_s: float = 20.0
     rate_limits: dict[str, int] = field(default_factory=dict)
     rate_window_s: float = 60.0
+    batch_delay_s: float = 0.0
+    batch_expire_s: float = 0.0
+    batch_error_rate: float = 0.0
+    batch_error_ids: tuple[str, ...] = ()
     slots: int = 0
 
     def __post_init__(self) -> None:
@@ -102,11 +117,7 @@ class SimulatorConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.slots < 0:
             raise ValueError(f"slots must be >= 0, got {self.slots!r}")
-        if self.error_rate > 1:
-            raise ValueError(f"error_rate must be within 0..1, got {self.error_rate!r}")
-        for model, probability in self.fail_models.items():
-            if not 0 <= probability <= 1:
-                raise ValueError(f"fail_models[{model!r}] must be within 0..1")
+        self._check_probabilities()
         _check_rate_limits(self.rate_limits, self.rate_window_s)
         if self.quality not in QUALITIES:
             raise ValueError(f"quality must be one of {', '.join(QUALITIES)}, got {self.quality!r}")
@@ -122,6 +133,15 @@ class SimulatorConfig:
         object.__setattr__(self, "fault_rates", dict(self.fault_rates))
         object.__setattr__(self, "rate_limits", dict(self.rate_limits))
         object.__setattr__(self, "fault_models", tuple(self.fault_models))
+        object.__setattr__(self, "batch_error_ids", tuple(self.batch_error_ids))
+
+    def _check_probabilities(self) -> None:
+        for name in ("error_rate", "batch_error_rate"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"{name} must be within 0..1, got {getattr(self, name)!r}")
+        for model, probability in self.fail_models.items():
+            if not 0 <= probability <= 1:
+                raise ValueError(f"fail_models[{model!r}] must be within 0..1")
 
     def rates(self) -> dict[str, float]:
         """Probability of each fault kind: the ``quality`` preset with ``fault_rates`` over it."""
@@ -184,28 +204,25 @@ class SimulatorConfig:
                 changes[name] = None if value is None else _integer(name, value)
             elif name == "quality":
                 changes[name] = str(value)
-            elif name == "fault_models":
+            elif name in ("fault_models", "batch_error_ids"):
                 names = list(value) if isinstance(value, list | tuple) else [None]
                 if not all(isinstance(m, str) for m in names):
-                    raise ValueError("fault_models must be a list of model names")
+                    raise ValueError(f"{name} must be a list of strings")
                 changes[name] = tuple(names)
-            elif name == "fault_rates":
-                if not isinstance(value, Mapping):
-                    raise ValueError("fault_rates must be an object of kind -> probability")
-                changes[name] = {
-                    str(k): float(_number(f"fault_rates[{k}]", v)) for k, v in value.items()
-                }
+            elif name in ("fault_rates", "fail_models"):
+                changes[name] = _probabilities(name, value)
             elif name in _MAP_FIELDS:
                 changes[name] = _MAP_FIELDS[name](value)
-            elif name == "fail_models":
-                if not isinstance(value, Mapping):
-                    raise ValueError("fail_models must be an object of model -> probability")
-                changes[name] = {
-                    str(k): float(_number(f"fail_models[{k}]", v)) for k, v in value.items()
-                }
             else:
                 raise ValueError(f"unknown config field {name!r}")
         return dataclasses.replace(self, **changes)
+
+
+def _probabilities(name: str, value: object) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        what = "kind" if name == "fault_rates" else "model"
+        raise ValueError(f"{name} must be an object of {what} -> probability")
+    return {str(k): float(_number(f"{name}[{k}]", v)) for k, v in value.items()}
 
 
 def _check_rate_limits(limits: Mapping[str, object], window_s: float) -> None:
@@ -258,6 +275,8 @@ No real model is called: outputs are synthetic, built from the request data, wit
 token counts, latency and failures.
 
 POST /v1/chat/completions   POST /v1/messages   GET /v1/models   GET /health
+Batch APIs: POST /v1/files, GET /v1/files/ID/content, POST|GET /v1/batches[/ID],
+POST|GET /v1/messages/batches[/ID], GET /v1/messages/batches/ID/results
 GET|POST /_sim/config       GET /_sim/stats     POST /_sim/reset
 
 Weak-model mode (quality "weak" or fault_rates) answers some requests badly on purpose:

@@ -36,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
 from simulator import faults
+from simulator.batches import BatchStore
 from simulator.config import BANNER, FINGERPRINT, LABEL, MODELS, SimulatorConfig
 from simulator.responses import detect_stage, generate
 
@@ -130,6 +131,11 @@ class _State:
         self.seen: dict[str, dict[str, list[float]]] = {}  # received/answered -> model -> times
         self.slots = _Slots()
         self.reset()
+        self.batches = BatchStore(lambda api, body: _batch_answer(self, api, body), self.current)
+
+    def current(self) -> SimulatorConfig:
+        with self.lock:
+            return self.config
 
     def reset(self) -> None:
         """Zero the stats and restart the RNG from the configured seed (repeatable runs)."""
@@ -308,9 +314,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/_sim/config":
             self._send(200, self.state.config.to_dict())
         elif path == "/_sim/stats":
-            self._send(200, self.state.snapshot())
+            self._send(200, {**self.state.snapshot(), "batches": self.state.batches.stats()})
         elif path == "/_sim/rate":
             self._send(200, self.state.rate_report())
+        elif (routed := self.state.batches.route("GET", path, "", b"")) is not None:
+            self._send(*routed)
         else:
             self._send(404, _error("openai", "not_found_error", f"unknown path {path!r}"))
 
@@ -329,7 +337,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._configure(raw)
         elif path == "/_sim/reset":
             self.state.reset()
+            self.state.batches.reset()
             self._send(200, {"status": "reset"})
+        elif (
+            routed := self.state.batches.route(
+                "POST", path, self.headers.get("Content-Type", ""), raw
+            )
+        ) is not None:
+            self._send(*routed)
         else:
             self._send(404, _error("openai", "not_found_error", f"unknown path {path!r}"))
 
@@ -369,17 +384,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "unauthorized":
             self._fail(request, fault, config, stage)
             return
-        text = generate(stage, request.model, request.system, request.user)
-        billed: int | None = None
-        if fault in faults.TEXT_FAULTS and stage is not None:
-            faulty = faults.apply(fault, text, request.max_tokens)
-            text, billed, truncated = faulty.text, faulty.completion_tokens, faulty.truncated
-        else:
-            fault = fault if fault == "slow" else None  # a text fault needs a stage's JSON
-            limit = request.max_tokens
-            truncated = limit is not None and estimate_tokens(text) > limit
-            text = text[: limit * 4] if truncated and limit is not None else text
-        tokens = billed or estimate_tokens(text)
+        text, tokens, truncated, fault = _generate(request, stage, fault)
         delay = config.latency_s(tokens, jitter) + (config.slow_tail_s if fault == "slow" else 0)
         self.state.slots.acquire(config.slots, self.state.stopping)
         try:
@@ -447,6 +452,47 @@ class _Handler(BaseHTTPRequestHandler):
 def _max_in_window(times: list[float], span: float) -> int:
     """The most of ``times`` (ascending) inside any half-open window ``[t, t + span)``."""
     return max((bisect.bisect_left(times, t + span) - i for i, t in enumerate(times)), default=0)
+
+
+def _generate(
+    request: Completion, stage: str | None, fault: str | None
+) -> tuple[str, int, bool, str | None]:
+    """The answer text, its billed tokens, whether it was cut, and the fault that applied."""
+    text = generate(stage, request.model, request.system, request.user)
+    billed: int | None = None
+    if fault in faults.TEXT_FAULTS and stage is not None:
+        faulty = faults.apply(fault, text, request.max_tokens)
+        text, billed, truncated = faulty.text, faulty.completion_tokens, faulty.truncated
+    else:
+        fault = fault if fault == "slow" else None  # a text fault needs a stage's JSON
+        limit = request.max_tokens
+        truncated = limit is not None and estimate_tokens(text) > limit
+        text = text[: limit * 4] if truncated and limit is not None else text
+    return text, billed or estimate_tokens(text), truncated, fault
+
+
+def _batch_answer(state: _State, api: str, body: object) -> tuple[int, dict[str, Any]]:
+    """One request inside a provider batch: the synchronous answer without its latency.
+
+    Weak-model faults apply as on the synchronous endpoints; the per-request failures of a
+    batch are drawn by :mod:`simulator.batches` itself.
+    """
+    try:
+        request = parse_completion(api, body)
+    except RequestError as exc:
+        state.record(None, 400, None)
+        return 400, _error(api, "invalid_request_error", str(exc))
+    config = state.current()
+    stage = detect_stage(request.system)
+    draw = faults.request_draw(config.seed, request.model, request.system, request.user)
+    fault = config.fault_for(request.model, draw)
+    if fault == "unauthorized":
+        state.record(request.model, 401, stage, fault)
+        message = f"invalid API key for model {request.model} (simulated by the {LABEL})"
+        return 401, _error(api, "authentication_error", message)
+    text, tokens, truncated, fault = _generate(request, stage, fault)
+    state.record(request.model, 200, stage, fault)
+    return 200, _answer(request, text, tokens, truncated)
 
 
 def _route(raw: str) -> str:

@@ -4,6 +4,9 @@
 (``pipeline.batch.collector.collect``) and sends each answered (or sent-back) lead's chain again
 from that stage. ``batch.recover`` (beat) schedules a collect for every stage and model with
 waiting requests or an unfinished group, so a group whose collector died is taken over.
+``batch.provider_poll`` (beat) checks every submitted provider batch: collects the finished
+ones and flips those whose deadline is near, or that are late, to the sync path
+(``pipeline.batch.provider.tick``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from celery import Task
 
 from db.enums import Stage
 from pipeline.batch import store
+from pipeline.batch.awaiting import AwaitingGroups
 from pipeline.batch.collector import collect
+from pipeline.batch.provider import Tick, tick
 from pipeline.liveness import worker_id
 from workers.app import app
 from workers.base import backoff_s, is_transient
@@ -84,3 +89,30 @@ def recover_batches() -> None:
         keys = store.waiting_keys(session)
     for stage, ref in keys:
         collect_batch.apply_async(kwargs={"stage": stage, "model_ref": ref})
+
+
+@app.task(name="batch.provider_poll", queue=Queue.BATCH, ignore_result=True)
+def poll_provider_batches() -> None:
+    """Beat: collect finished provider batches, flip late ones (deadline near) to sync."""
+    poll_provider_batches_now()
+
+
+def poll_provider_batches_now() -> Tick:
+    """One poll of every open provider batch; the leads it answered or flipped continue."""
+    deps = process_deps()
+    if not deps.batch_apis:
+        return Tick()
+    groups = AwaitingGroups(deps)
+    done = tick(groups, deps.batch_apis, deps.batch_plan, store.now())
+    resume(groups.resumes)
+    if done.delivered or done.flipped or done.errors:
+        log.info(
+            "provider_batches_polled",
+            waiting=len(done.waiting),
+            delivered=len(done.delivered),
+            flipped=len(done.flipped),
+            answers=done.answers,
+            to_sync=done.to_sync,
+            errors=done.errors,
+        )
+    return done

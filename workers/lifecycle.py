@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.session import make_engine, make_session_factory
 from pipeline import metrics
 from pipeline.batch.config import load_batch_policy
+from pipeline.batch.planner import Plan
 from pipeline.budget.guard import BudgetConfig, BudgetGuard
 from pipeline.budget.reservations import ReservationStore
 from pipeline.budget.throttle import ttl_multiplier
@@ -21,6 +22,7 @@ from pipeline.deps import Deps, RoutingPolicy
 from pipeline.llm.breaker import CircuitBreaker
 from pipeline.llm.cache import ResponseCache
 from pipeline.llm.providers import build_providers, make_http_client
+from pipeline.llm.providers.batch_api import RedisIdStore, build_batch_backends
 from pipeline.llm.ratelimit import RateLimiter
 from pipeline.llm.routing import load_routing_table
 from pipeline.logs import configure_logging
@@ -66,6 +68,19 @@ def build_deps(settings: Settings) -> Deps:
         heartbeat_grace_s=settings.heartbeat_ttl_s,
         cache=ResponseCache(client, lambda: ttl_multiplier(guard.status().throttle_level)),
         batch=load_batch_policy(settings.routing_table, routing.catalog.knows),
+        batch_apis=dict(
+            build_batch_backends(
+                settings.providers,
+                simulator_url=settings.simulator_url,
+                http=http,
+                catalog=routing.catalog,
+                price_factor=settings.provider_batch.price_factor,
+                ids=RedisIdStore(client),
+            )
+        ),
+        batch_plan=Plan.of_seconds(
+            settings.provider_batch.turnaround_s, settings.provider_batch.margin_s
+        ),
     )
 
 

@@ -40,4 +40,10 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 30.0,
         "options": {"queue": "batch"},
     },
+    # Provider batch APIs: collect finished batches, flip late ones to sync before the deadline.
+    "batch-provider-poll": {
+        "task": "batch.provider_poll",
+        "schedule": 30.0,
+        "options": {"queue": "batch"},
+    },
 }

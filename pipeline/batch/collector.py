@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from db.enums import CallStatus, Stage
@@ -35,6 +35,9 @@ from db.models import BatchGroup, BatchRequest, LLMCall
 from pipeline import metrics
 from pipeline.batch import store
 from pipeline.batch.backend import BatchBackend, BatchItem, BatchItemResult
+from pipeline.batch.deadlines import deadlines
+from pipeline.batch.planner import choose_path
+from pipeline.batch.provider import AWAITING, PROVIDER_BACKENDS
 from pipeline.batch.selfhosted import GPU_SECOND_VERSION, SelfHostedBackend
 from pipeline.budget.guard import BudgetRefused, Reservation
 from pipeline.errors import PipelineError
@@ -92,6 +95,8 @@ def divert(deps: Deps, ctx: CallContext, prompt: Prompt, route: Route, request: 
             if row is None:
                 if endpoint_down(deps.redis, route.provider) or _in_ledger(session, rid):
                     return
+                if not _may_wait(deps, session, ctx, route):
+                    return
                 session.add(_new_request(ctx, prompt, route, request))
                 status, age = store.PENDING, 0.0
             else:
@@ -111,6 +116,18 @@ def divert(deps: Deps, ctx: CallContext, prompt: Prompt, route: Route, request: 
         return
     full = backlog >= policy.max_group
     raise AwaitingBatch(ctx.stage.value, route.ref, policy.window_s, full=full)
+
+
+def _may_wait(deps: Deps, session: Any, ctx: CallContext, route: Route) -> bool:
+    """A provider-batch model: only when the lead's deadline leaves time for a batch."""
+    policy = deps.batch
+    if route.provider not in deps.batch_apis or (policy and policy.endpoint(route.provider)):
+        return True
+    lead = ctx.lead_id if ctx.lead_id is not None else -1
+    decision = choose_path(store.now(), deadlines(session, [lead]).get(lead), deps.batch_plan)
+    if decision.sync:
+        log.info("batch_skipped_for_deadline", lead_id=ctx.lead_id, reason=decision.reason)
+    return not decision.sync
 
 
 def register(
@@ -291,7 +308,7 @@ def default_backend(
     endpoint = deps.batch.endpoint(provider_name) if deps.batch is not None else None
     provider = deps.providers.get(provider_name)
     if endpoint is None or provider is None:
-        return None
+        return deps.batch_apis.get(provider_name)  # a provider batch API, or None
     return SelfHostedBackend(provider, endpoint, deps.routing.catalog, on_result=on_result)
 
 
@@ -361,6 +378,15 @@ def _process(
         to_send = []
     holds, sendable = _reserve_all(deps, ref, to_send, done)
     results: Sequence[BatchItemResult] | None = []
+    if sendable and backend is not None and backend.name in PROVIDER_BACKENDS:
+        if _submit_provider(deps, backend, group_id, ref, sendable, holds, done):
+            # Beat's ``batch.provider_poll`` collects it, or flips it to sync in time.
+            with deps.session_scope() as session:
+                store.finish_requests(session, [i.request_id for i in finished], store.DONE, None)
+                rows = _rows(session, [p.request_id for p in finished])
+                done.resumes += store.resumes(session, rows)
+            return
+        results, sendable = None, []
     started = time.monotonic()
     if sendable and backend is not None:
         results = _send(deps, backend, group_id, ref, sendable, holds, done)
@@ -524,6 +550,45 @@ def _send(
         seconds=round(time.monotonic() - started, 3),
     )
     return results
+
+
+def _submit_provider(
+    deps: Deps,
+    backend: BatchBackend,
+    group_id: str,
+    ref: str,
+    items: Sequence[_Pending],
+    holds: dict[str, _Hold],
+    done: Collected,
+) -> bool:
+    """A provider batch API: submit the group and leave it ``awaiting`` (out of the take-over);
+    False when the submit failed and the group went to sync. The reservations are released: a
+    batch takes hours, the delivery books the real cost (``pipeline/batch/awaiting.py``)."""
+    model = ref.partition(":")[2]
+    try:
+        handle = backend.submit(model, [BatchItem(i.request_id, i.request()) for i in items])
+    except PipelineError as exc:
+        _mark_down(deps, ref.partition(":")[0])
+        _to_sync(deps, items, f"batch backend failed: {exc}", done)
+        log.warning("batch_group_to_sync", group=group_id, error=str(exc), size=len(items))
+        return False
+    finally:
+        _settle_all(deps, holds)  # nothing answered yet: every reservation is released
+        holds.clear()
+    with deps.session_scope() as session:
+        session.execute(
+            update(BatchGroup)
+            .where(BatchGroup.id == group_id)
+            .values(
+                status=AWAITING,
+                handle=handle,
+                backend=backend.name,
+                submitted_at=store.now(),
+                lease_owner=None,
+            )
+        )
+    log.info("provider_batch_submitted", group=group_id, handle=handle, size=len(items))
+    return True
 
 
 def _release(deps: Deps, reservation: Reservation | None) -> None:

@@ -68,6 +68,29 @@ class Catalog:
         price = self.price(ref)
         return price.cost(usage), price.version
 
+    def batch_price(self, ref: str, factor: Decimal) -> Price:
+        """Price of ``provider:model`` through the provider's batch API.
+
+        genai-prices' batch variant (``processing=batch``) when it has one for the model, else
+        the list price times ``factor`` (``LEADPIPE_PROVIDER_BATCH__PRICE_FACTOR``, 0.5: OpenAI
+        and Anthropic both bill batches at half the standard rates). An override is a list
+        price: the factor applies to it too.
+
+        Raises:
+            ConfigError: the model is neither in the catalogue nor overridden.
+        """
+        listed = self.price(ref)
+        if ref not in self._overrides:
+            provider, _, model = ref.partition(":")
+            batch = _catalogue_batch_price(provider, model)
+            if batch is not None and batch.input_per_mtok < listed.input_per_mtok:
+                return batch
+        return Price(
+            listed.input_per_mtok * factor,
+            listed.output_per_mtok * factor,
+            f"{listed.version} x{factor} batch",
+        )
+
     def knows(self, ref: str) -> bool:
         """Whether ``ref`` can be priced."""
         try:
@@ -93,6 +116,24 @@ def _catalogue_price(provider: str, model: str) -> Price:
         Decimal(calc.input_price),
         Decimal(calc.output_price),
         f"genai-prices {version('genai-prices')}",
+    )
+
+
+@functools.cache
+def _catalogue_batch_price(provider: str, model: str) -> Price | None:
+    try:
+        calc = calc_price(
+            GPUsage(input_tokens=1_000_000, output_tokens=1_000_000),
+            model_ref=model,
+            provider_id=provider,
+            price_context={"processing": "batch"},
+        )
+    except (LookupError, ValueError):
+        return None
+    return Price(
+        Decimal(calc.input_price),
+        Decimal(calc.output_price),
+        f"genai-prices {version('genai-prices')} batch",
     )
 
 

@@ -13,6 +13,7 @@ from pipeline.llm.catalog import BASELINE_REF, Catalog
 from pipeline.models import Usage
 from pipeline.reporting import store
 from pipeline.reporting.outcomes import lead_outcomes
+from pipeline.reporting.paths import batch_vs_sync
 from pipeline.reporting.quality import cost_vs_value, quality_distribution, reply_rates
 
 CENT = Decimal("0.000001")  # reports round to micro-dollars; the ledger keeps 12 places
@@ -115,4 +116,5 @@ def build_report(
         "quality_distribution": quality_distribution(session, campaign_id),
         "reply_rates": reply_rates(session, campaign_id),
         "cost_vs_value": cost_vs_value(session, campaign_id),
+        "batch_vs_sync": batch_vs_sync(session, catalog=catalog, campaign_id=campaign_id),
     }

@@ -109,6 +109,39 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             )
 
 
+@campaigns.command("send-by")
+def send_by(
+    name: str,
+    when: Annotated[
+        str | None,
+        typer.Argument(help="ISO datetime, or a duration from now (12h, PT6H); omit to clear"),
+    ] = None,
+    within: Annotated[
+        str | None,
+        typer.Option(help="each enqueued batch is due this long after it is enqueued (6h, PT2H)"),
+    ] = None,
+) -> None:
+    """Set the campaign's send-by time: work that can wait goes to the cheaper provider batch
+    path, work whose deadline is near (or whose batch is late) runs on the sync path in time."""
+    from pipeline.campaigns.send_by import set_send_by
+
+    now = utcnow()
+    try:
+        moment = parse_deadline(when, now=now) if when else None
+        window = int((parse_deadline(within, now=now) - now).total_seconds()) if within else None
+        with session_factory(migrate=True)() as session, session.begin():
+            view = set_send_by(session, name, send_by=moment, send_within_s=window)
+    except (CampaignError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    parts = []
+    if view.send_by is not None:
+        parts.append(f"send by {view.send_by:%Y-%m-%d %H:%M %Z}")
+    if view.send_within_s is not None:
+        parts.append(f"each batch within {view.send_within_s} s of its enqueue")
+    text = ", ".join(parts) or "no deadline (work may always wait for a provider batch)"
+    out.print(f"campaign {view.campaign}: {text}", markup=False, highlight=False)
+
+
 @campaigns.command("remove")
 def remove(name: str) -> None:
     """Unschedule a campaign (its batches and results stay)."""

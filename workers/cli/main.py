@@ -40,6 +40,7 @@ for _command in (
     cli_ops.simulator,
     cli_ops.demo,
     cli_ops.sweep,
+    cli_ops.batch_poll,
     cli_flower.flower,
     cli_campaigns.beat,
     cli_retry.retry,

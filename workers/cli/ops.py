@@ -88,6 +88,12 @@ def simulator(
         typer.Option(help="MODEL=N: N requests per --rate-window-s, then 429 (repeatable)"),
     ] = None,
     rate_window_s: Annotated[float, typer.Option(help="window of --rate-limit")] = 60.0,
+    batch_delay_s: Annotated[
+        float, typer.Option(help="seconds a provider batch (/v1/batches) takes to complete")
+    ] = 0.0,
+    batch_error_rate: Annotated[
+        float, typer.Option(help="fraction of requests inside a batch that fail on their own")
+    ] = 0.0,
     slots: Annotated[
         int, typer.Option(help="self-hosted mode: answer at most this many at once (0: no cap)")
     ] = 0,
@@ -108,6 +114,8 @@ def simulator(
             slow_tail_s=slow_tail_s,
             rate_limits=_rate_limits(rate_limit or []),
             rate_window_s=rate_window_s,
+            batch_delay_s=batch_delay_s,
+            batch_error_rate=batch_error_rate,
             slots=slots,
             per_token_ms=per_token_ms,
         )
@@ -156,6 +164,31 @@ def demo(
     from workers.cli.demo import run_demo
 
     raise typer.Exit(run_demo(leads=leads, latency_scale=latency_scale))
+
+
+def batch_poll(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Check the open provider batches now (beat's ``batch.provider_poll`` does it every 30 s):
+    collect the finished ones, flip those whose deadline is near (or that are late) to sync."""
+    from workers.batch_tasks import poll_provider_batches_now
+
+    done = poll_provider_batches_now()
+    doc = {
+        "waiting": done.waiting,
+        "delivered": done.delivered,
+        "flipped": done.flipped,
+        "answers": done.answers,
+        "to_sync": done.to_sync,
+        "errors": done.errors,
+    }
+    if as_json:
+        typer.echo(json.dumps(doc))
+        return
+    typer.echo(
+        f"provider batches: {len(done.waiting)} waiting, {len(done.delivered)} collected "
+        f"({done.answers} answer(s)), {len(done.flipped)} flipped to sync; "
+        f"{done.to_sync} request(s) back on the sync path"
+        + (f"; {len(done.errors)} poll error(s): {'; '.join(done.errors)}" if done.errors else "")
+    )
 
 
 def sweep(

@@ -104,6 +104,7 @@ def print_report(doc: dict[str, Any], console: Console = out) -> None:
         f"${doc['cost_per_lead_usd']}  avg quality {doc['avg_quality']}  calls on cheap models "
         f"{doc['cheap_call_share']:.0%}"
     )
+    print_paths(doc.get("batch_vs_sync") or [], console)
     for title, key in (("Cost by stage", "by_stage"), ("Cost by model", "by_model")):
         table = Table(title=title)
         for col in ("", "calls", "failed", "tokens in", "tokens out", "cost $", "baseline $"):
@@ -119,6 +120,24 @@ def print_report(doc: dict[str, Any], console: Console = out) -> None:
                 e["baseline_cost_usd"],
             )
         console.print(table)
+
+
+def print_paths(rows: list[dict[str, Any]], console: Console = out) -> None:
+    """Per campaign: calls on the batch and sync paths, the batch saving, the deadline."""
+    for r in rows:
+        b, s, d = r["batch"], r["sync"], r["deadline"]
+        held = {True: "held", False: "MISSED", None: "no lead due"}[d["held"]]
+        deadline = r["send_by"] or (
+            f"{r['send_within_s']} s per batch" if r["send_within_s"] else "-"
+        )
+        console.print(
+            f"{r['campaign']}: batch {b['calls']} call(s) ${b['cost_usd']} "
+            f"(saved ${b['saved_usd']} vs ${b['sync_price_usd']} at sync prices), "
+            f"sync {s['calls']} call(s) ${s['cost_usd']}; deadline {deadline}: {held} "
+            f"({d['on_time']} on time, {d['late']} late, {d['open_past_deadline']} open past it)",
+            markup=False,
+            highlight=False,
+        )
 
 
 def report(
