@@ -35,7 +35,9 @@ _deps: dict[int, Deps] = {}
 def build_deps(settings: Settings) -> Deps:
     """Real clients for one process."""
     routing = load_routing_table(settings.routing_table)
-    engine = make_engine(settings.resolved_database_url())
+    # One pooled connection per worker thread (and a few for the heartbeat and recovery loops).
+    threads = max(settings.worker_concurrency, int(app.conf.worker_concurrency or 0))
+    engine = make_engine(settings.resolved_database_url(), pool_size=threads + 4)
     http = make_http_client()
     client = redis.Redis.from_url(settings.resolved_redis_url())
     factory = make_session_factory(engine)

@@ -58,6 +58,9 @@ Notify = Callable[[dict[str, Any]], None]
 """Delivers an alert payload to the webhook (from a Celery task; must not block)."""
 ENTERPRISE = "enterprise"
 _STATUS_TTL_S = 1.0
+_LIMITS_TTL_S = 2.0
+"""Limits are cached per process this long: the reserve script reads the live ones itself; the
+cache only says which periods apply and what a settled spend means for alerts and the level."""
 _REPAIR_TRIES = 5
 
 
@@ -81,6 +84,11 @@ class BudgetGuard:
         self._notify = notify
         self._clock = clock
         self._cached: tuple[float, BudgetStatus] | None = None
+        self._limits: tuple[float, dict[str, int]] | None = None
+        self._known_level: int | None = None
+        """The level this process last saw applied (None: check at the first settle)."""
+        self._alerted: set[tuple[str, Decimal]] = set()
+        self._exhausted: frozenset[str] = frozenset()
 
     # -- reservations -------------------------------------------------------------------------
 
@@ -112,12 +120,54 @@ class BudgetGuard:
         )
 
     def settle(self, reservation: Reservation, actual: Decimal) -> None:
-        """Replace a reservation with the call's real cost, then check alerts and level."""
+        """Replace a reservation with the call's real cost, then check alerts and level.
+
+        One round trip: the settle script answers each period's new spend, and the full
+        :meth:`check` runs only when that crosses an alert threshold or changes the level.
+        """
         actual_micros = to_micros(actual)
         if actual_micros > reservation.micros:
             log.warning("budget_overrun", reserved=str(reservation.amount_usd), actual=str(actual))
-        self.store.settle(reservation.rid, actual_micros, reservation.keys)
-        self.check()
+        outcome = self.store.settle(reservation.rid, actual_micros, reservation.keys)
+        if self._needs_check(outcome.spent):
+            self.check()
+
+    def _needs_check(self, spent: dict[str, int]) -> bool:
+        """Whether a settled spend crossed an alert threshold or moved the throttle level."""
+        if self._known_level is None:
+            return True
+        limits = self._cached_limits()
+        top = Decimal(0)
+        for key, micros in spent.items():
+            field = self._field_of(key)
+            if field is None or field not in limits:
+                return True  # a period this process knows nothing about: look properly
+            pct = usage_pct(micros, limits[field], exhausted=key in self._exhausted)
+            if any(
+                (key, t) not in self._alerted for t in crossed(pct, self.config.alert_thresholds)
+            ):
+                return True
+            if field.startswith("global:"):
+                top = max(top, pct)
+        return throttle_level(top, self.config.throttle_thresholds) != self._known_level
+
+    def _field_of(self, key: str) -> str | None:
+        """``global:daily`` for ``{prefix}:p:global:daily:2026-12-02``."""
+        head = f"{self.store.prefix}:p:"
+        if not key.startswith(head):
+            return None
+        return key.removeprefix(head).rsplit(":", 1)[0]
+
+    def _cached_limits(self) -> dict[str, int]:
+        cached = self._limits
+        if cached is not None and time.monotonic() - cached[0] < _LIMITS_TTL_S:
+            return cached[1]
+        return self._read_limits()
+
+    def _read_limits(self) -> dict[str, int]:
+        limits = self.store.limits()
+        self._limits = (time.monotonic(), limits)
+        return limits
 
     def release(self, reservation: Reservation) -> None:
         """Give a reservation back (the call failed and cost nothing)."""
@@ -138,7 +188,7 @@ class BudgetGuard:
         )
 
     def _period_keys(self, campaign_id: int | None, tier: str | None) -> list[PeriodKey]:
-        limits = self.store.limits()
+        limits = self._cached_limits()
         reserve = 0 if tier == ENTERPRISE else to_micros(self.config.emergency_reserve)
         keys: list[PeriodKey] = []
         for scope in self._scopes(limits, campaign_id):
@@ -168,10 +218,10 @@ class BudgetGuard:
         cached = self._cached
         if not fresh and cached is not None and time.monotonic() - cached[0] < _STATUS_TTL_S:
             return cached[1]
-        limits = self.store.limits()
+        limits = self._read_limits()
         if not all(f"global:{p.value}" in limits for p in Period):
             self.reconcile()
-            limits = self.store.limits()
+            limits = self._read_limits()
         periods = []
         for scope in sorted({f.rsplit(":", 1)[0] for f in limits}, key=lambda s: s != "global"):
             periods += [self._period_status(scope, p, limits) for p in Period]
@@ -226,7 +276,16 @@ class BudgetGuard:
         old = int(raw) if raw is not None else 0
         if old != status.throttle_level:
             self._level_changed(old, status)
+        self._remember(status)
         return status
+
+    def _remember(self, status: BudgetStatus) -> None:
+        """What ``check`` applied, so a settle that changes nothing needs no second look."""
+        self._known_level = status.throttle_level
+        self._exhausted = frozenset(p.key for p in status.periods if p.exhausted)
+        self._alerted = {
+            (p.key, t) for p in status.periods for t in crossed(p.pct, self.config.alert_thresholds)
+        }
 
     def _alert(self, p: PeriodStatus, thresholds: list[Decimal]) -> None:
         """Record every crossed threshold; log and notify once, for the highest of them."""
@@ -290,6 +349,7 @@ class BudgetGuard:
                     session, period=Period(period).value, campaign_id=campaign_id, limit=value
                 )
         self.store.set_limits({f"{scope}:{p}": to_micros(v) for p, v in limits.items()})
+        self._limits = None
         for p in self.status(fresh=True).periods:
             if p.scope != scope or p.window.period.value not in limits:
                 continue
@@ -311,6 +371,7 @@ class BudgetGuard:
             scope, period = field.rsplit(":", 1)
             self._repair(scope, window(Period(period), self._clock(), self.config.timezone))
         self._cached = None
+        self._limits = None
 
     def _repair(self, scope: str, win: Window) -> None:
         key = self.store.period_key(scope, win.period.value, win.label)

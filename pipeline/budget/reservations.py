@@ -47,9 +47,11 @@ return {1, 0}
 
 # KEYS: resv hash, ledgered hash, period keys. ARGV: reservation id, actual amount (0 for a
 # release). A reservation a repair already read from the ledger (its cost is in ``spent``) is
-# only forgotten: adding ``actual`` again would count the call twice.
+# only forgotten: adding ``actual`` again would count the call twice. Returns {found, spent of
+# each period (-1 when not loaded)}, so the guard can check alerts and the throttle level
+# without reading the periods again.
 _SETTLE = """
-if redis.call('HDEL', KEYS[2], ARGV[1]) == 1 then return 1 end
+if redis.call('HDEL', KEYS[2], ARGV[1]) == 1 then return {1} end
 local entry = redis.call('HGET', KEYS[1], ARGV[1])
 local amount = 0
 if entry then
@@ -57,17 +59,19 @@ if entry then
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
 local actual = tonumber(ARGV[2])
+local out = {0}
+if entry then out[1] = 1 end
 for i = 3, #KEYS do
   local key = KEYS[i]
+  out[i - 1] = -1
   if redis.call('HEXISTS', key, 'init') == 1 then
     local reserved = tonumber(redis.call('HGET', key, 'reserved') or '0')
     redis.call('HSET', key, 'reserved', math.max(0, reserved - amount))
-    redis.call('HINCRBY', key, 'spent', actual)
+    out[i - 1] = redis.call('HINCRBY', key, 'spent', actual)
     redis.call('HINCRBY', key, 'seq', 1)
   end
 end
-if entry then return 1 end
-return 0
+return out
 """
 
 # KEYS: resv hash, one period key, ledgered hash. ARGV: ledger spent, expected seq ('' = any),
@@ -125,6 +129,16 @@ class ReserveOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class SettleOutcome:
+    """What the settle script answered."""
+
+    found: bool
+    """The reservation was still open (False: already settled, released or dropped)."""
+    spent: dict[str, int]
+    """Each loaded period's ``spent`` after the settle (empty when a repair had counted it)."""
+
+
+@dataclass(frozen=True, slots=True)
 class PeriodState:
     """Raw counters of one period hash."""
 
@@ -172,14 +186,19 @@ class ReservationStore:
             return ReserveOutcome(granted=False, refused=period, by_holdback=bool(int(rest[0])))
         return ReserveOutcome(granted=False, missing=period)
 
-    def settle(self, rid: str, actual: int, keys: Sequence[str]) -> bool:
-        """Move a reservation to spent at ``actual``; False when it was already gone."""
-        keys = [self.resv_key, self.ledgered_key, *keys]
-        return bool(self._settle(keys=keys, args=[rid, actual]))
+    def settle(self, rid: str, actual: int, keys: Sequence[str]) -> SettleOutcome:
+        """Move a reservation to spent at ``actual`` (one round trip)."""
+        found, *spent = self._settle(
+            keys=[self.resv_key, self.ledgered_key, *keys], args=[rid, actual]
+        )
+        return SettleOutcome(
+            found=bool(int(found)),
+            spent={k: int(v) for k, v in zip(keys, spent, strict=False) if int(v) >= 0},
+        )
 
     def release(self, rid: str, keys: Sequence[str]) -> bool:
-        """Drop a reservation without spending anything."""
-        return self.settle(rid, 0, keys)
+        """Drop a reservation without spending anything; False when it was already gone."""
+        return self.settle(rid, 0, keys).found
 
     def repair(
         self,

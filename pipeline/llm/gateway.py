@@ -15,7 +15,6 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import select
 
 from db.enums import CallStatus, Stage
 from db.models import LLMCall
@@ -29,7 +28,7 @@ from pipeline.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from pipeline.llm import journal
+from pipeline.llm import journal, ledger
 from pipeline.llm.cache import ResponseCache
 from pipeline.llm.catalog import estimate_max_cost, estimate_prompt_tokens
 from pipeline.llm.contracts import (
@@ -61,6 +60,11 @@ class CallContext:
     call_key: str = "main"
     tier: str | None = None
     """The lead's value tier: only enterprise leads may use the budget's emergency reserve."""
+    replay: bool = True
+    """False when no earlier execution can have made this call (the stage was claimed for the
+    first time): the journal lookups, one transaction and one Redis round trip, are skipped."""
+    pending: ledger.StageLedger | None = None
+    """The stage's pending ledger: a successful call's row commits with the stage's result."""
 
     @property
     def journal_key(self) -> str:
@@ -97,9 +101,10 @@ def call_model(
         NoValidAnswer: every model refused the request or answered outside the contract.
     """
     shape = (contract or contract_for(ctx.stage)) if json_mode else None
-    replay = _journal_replay(deps, ctx, shape) or _replay_journaled(deps, ctx, prompt, shape)
-    if replay is not None:
-        return replay
+    if ctx.replay:
+        replay = _journal_replay(deps, ctx, shape) or _replay_journaled(deps, ctx, prompt, shape)
+        if replay is not None:
+            return replay
     primary = chain[0] if chain else None
     if read_cache and deps.cache is not None and primary is not None and shape is not None:
         cached = _cache_hit(deps, deps.cache, ctx, prompt, primary, shape)
@@ -148,11 +153,11 @@ class _ChainRun:
         breaker = self.deps.breaker
         if breaker is None:
             return False
-        refused = breaker.refused(route.ref)
+        refused, opened = breaker.blocked(route.ref)
         if refused is not None:
             self.errors.append(f"{route.ref}: refused recently: {refused}")
             return True
-        if breaker.is_open(route.ref):
+        if opened:
             self.errors.append(f"{route.ref}: circuit open")
             self.transient = True
             return True
@@ -185,13 +190,14 @@ class _ChainRun:
         # Journal hook (issue 12): the paid answer is durable before the ledger write.
         request_id = reservation.rid if reservation is not None else uuid.uuid4().hex
         entry = journal.Entry.of(request_id, route, response, self.attempt, fallback_from)
-        journal.remember(deps.redis, self.ctx.journal_key, entry)
+        journaled = journal.remember(deps.redis, self.ctx.journal_key, entry)
         outcome = _settle(
             *record,
             response,
             contract=self.contract,
             reservation=reservation,
             request_id=request_id,
+            journaled=journaled,
         )
         if isinstance(outcome, _Invalid):
             self.errors.append(f"{route.ref}: invalid output: {outcome.errors}")
@@ -272,6 +278,7 @@ def _settle(
     contract: type[Contract] | None,
     reservation: Reservation | None = None,
     request_id: str | None = None,
+    journaled: bool = False,
 ) -> GatewayResult | _Invalid:
     """Price and record a completed call: a result, or the reason it broke the contract.
 
@@ -281,6 +288,8 @@ def _settle(
     cost, price_version = deps.routing.catalog.cost(route.ref, response.usage)
     checked = _check(response, contract)
     invalid = isinstance(checked, str)
+    # Only a journaled answer may wait for the stage's commit: the journal is its record.
+    defer = ctx.pending is not None and journaled and not invalid and reservation is not None
     try:
         _record(
             deps,
@@ -296,12 +305,13 @@ def _settle(
             error=f"invalid output: {checked}" if invalid else None,
             invalid=invalid,
             request_id=request_id,
+            defer=reservation if defer else None,
         )
     except BaseException:  # the answer is journaled; the retry records it and settles nothing
         if reservation is not None:
             _release_quietly(deps, reservation)
         raise
-    if reservation is not None and deps.budget is not None:
+    if reservation is not None and deps.budget is not None and not defer:
         deps.budget.settle(reservation, cost)  # after the ledger row: reconcile stays safe
     if isinstance(checked, str):
         return _Invalid(response.text, checked)
@@ -345,8 +355,13 @@ def _record(
     cache_hit: bool = False,
     invalid: bool = False,
     request_id: str | None = None,
+    defer: Reservation | None = None,
 ) -> None:
-    """One ledger row; an error's text is masked (a provider may echo the key back)."""
+    """One ledger row; an error's text is masked (a provider may echo the key back).
+
+    ``defer``: a successful call's reservation; its row then waits for the stage's finishing
+    transaction (``ctx.pending``), which settles the reservation after its commit.
+    """
     error = mask_secrets(error) if error is not None else None
     status = CallStatus.OK if error is None else CallStatus.ERROR
     if invalid:
@@ -378,8 +393,13 @@ def _record(
         error=error,
         response={"text": _kept_text(response, invalid)} if kept and response else None,
     )
-    with deps.session_scope() as session:
-        session.add(row)
+    if defer is not None and ctx.pending is not None:
+        ctx.pending.defer(row, defer, cost)
+    else:
+        with deps.session_scope() as session:
+            ledger.add_call(session, row)
+        if ctx.pending is not None:
+            ctx.pending.count(cost)
     metrics.observe_call(row)
     event = "llm_call_settled" if error is None else "llm_call_failed"
     if invalid:
@@ -465,12 +485,7 @@ def _journal_replay(
 ) -> GatewayResult | None:
     """The stored answer of an earlier successful call with the same journal key, if any."""
     with deps.session_scope() as session:
-        row = session.scalars(
-            select(LLMCall)
-            .where(LLMCall.journal_key == ctx.journal_key, LLMCall.status == CallStatus.OK)
-            .order_by(LLMCall.id)
-            .limit(1)
-        ).first()
+        row = ledger.journaled_answer(session, ctx.journal_key)
     if row is None or row.response is None:
         return None
     text = str(row.response.get("text", ""))
@@ -515,9 +530,8 @@ def _replay_journaled(
     if entry is None:
         return None
     with deps.session_scope() as session:
-        known = session.scalar(select(LLMCall.id).where(LLMCall.request_id == entry.request_id))
-    if known is not None:
-        return None
+        if ledger.request_recorded(session, entry.request_id):
+            return None
     log.info("llm_call_recovered", stage=ctx.stage.value, lead_id=ctx.lead_id, model=entry.model)
     record = (deps, ctx, entry.route(), prompt, entry.attempt, entry.fallback_from)
     outcome = _settle(

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from db.enums import CallStatus, EmailStatus, LeadStatus, Stage, StageStatus
 from db.models import Email, Lead, LLMCall, ReviewItem, StageResult
 from pipeline.deps import Deps
-from pipeline.stages._common import LeadView
+from pipeline.stages._common import LeadView, finishing
 
 
 def record_verdict(
@@ -25,7 +25,7 @@ def record_verdict(
     overall = verdict["overall"]
     quality = Decimal(str(overall)) if overall is not None else None
     status = EmailStatus.APPROVED if verdict["passed"] else EmailStatus.HELD
-    with deps.session_scope() as session:
+    with finishing(deps, view) as session:
         email = Email(
             lead_id=view.id,
             run_id=view.run_id,
@@ -39,7 +39,7 @@ def record_verdict(
             status=status,
         )
         session.add(email)
-        session.flush()
+        session.flush()  # the email's id, and the stage's pending ledger rows for _set_quality
         if status is EmailStatus.HELD:
             reason = _hold_reason(verdict)
             session.add(ReviewItem(email_id=email.id, lead_id=view.id, reason=reason))
