@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import session_scope
-from pipeline.budget.models import Reservation
+from pipeline.budget.models import Peeked, Reservation
 from pipeline.llm.breaker import CircuitBreaker
 from pipeline.llm.cache import ResponseCache
 from pipeline.llm.providers.base import LLMProvider
@@ -39,8 +39,13 @@ class BudgetView(Protocol):
     def status(self) -> BudgetStatusView: ...
 
     def reserve(
-        self, amount: Decimal, *, campaign_id: int | None = None, tier: str | None = None
-    ) -> Reservation: ...
+        self,
+        amount: Decimal,
+        *,
+        campaign_id: int | None = None,
+        tier: str | None = None,
+        peek: Sequence[str] = (),
+    ) -> Reservation | Peeked: ...
 
     def settle(self, reservation: Reservation, actual: Decimal) -> None: ...
 

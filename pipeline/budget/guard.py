@@ -13,9 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, overload
 
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +26,7 @@ from pipeline.budget.models import (
     BudgetConfig,
     BudgetRefused,
     BudgetStatus,
+    Peeked,
     PeriodStatus,
     Reservation,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "BudgetGuard",
     "BudgetRefused",
     "BudgetStatus",
+    "Peeked",
     "PeriodStatus",
     "Reservation",
 ]
@@ -92,12 +94,34 @@ class BudgetGuard:
 
     # -- reservations -------------------------------------------------------------------------
 
+    @overload
     def reserve(
         self, amount: Decimal, *, campaign_id: int | None = None, tier: str | None = None
-    ) -> Reservation:
+    ) -> Reservation: ...
+
+    @overload
+    def reserve(
+        self,
+        amount: Decimal,
+        *,
+        campaign_id: int | None = None,
+        tier: str | None = None,
+        peek: Sequence[str],
+    ) -> Reservation | Peeked: ...
+
+    def reserve(
+        self,
+        amount: Decimal,
+        *,
+        campaign_id: int | None = None,
+        tier: str | None = None,
+        peek: Sequence[str] = (),
+    ) -> Reservation | Peeked:
         """Book ``amount`` against every applicable period, or raise.
 
         Non-enterprise leads may not use the last ``emergency_reserve`` dollars of the day.
+        ``peek``: keys checked first in the same round trip (a cached answer, an open circuit
+        breaker); the first that exists is returned as :class:`Peeked` and nothing is booked.
 
         Raises:
             BudgetRefused: some period cannot cover ``amount``.
@@ -106,7 +130,9 @@ class BudgetGuard:
         micros, rid = to_micros(amount), f"{worker_id()}/{uuid.uuid4().hex}"
         for _ in range(_REPAIR_TRIES):
             periods = self._period_keys(campaign_id, tier)
-            outcome = self.store.reserve(rid, micros, periods, now=int(time.time()))
+            outcome = self.store.reserve(rid, micros, periods, now=int(time.time()), peek=peek)
+            if outcome.peeked is not None:
+                return Peeked(*outcome.peeked)
             if outcome.granted:
                 return Reservation(rid, micros, tuple(p.key for p in periods))
             if outcome.refused is not None:

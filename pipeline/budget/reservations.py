@@ -19,17 +19,26 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from redis import Redis
 
+# KEYS: resv hash, limits hash, the peek keys, the period keys. ARGV: amount, reservation id,
+# now, number of peek keys, then (limit field, holdback) per period. A peek key that exists
+# (a cached answer, an open circuit breaker: the caller's business) is answered instead of
+# reserving, so the caller's checks and the reservation cost one round trip.
 _RESERVE = """
 local amount = tonumber(ARGV[1])
-local n = #KEYS - 2
+local m = tonumber(ARGV[4])
+for j = 1, m do
+  local value = redis.call('GET', KEYS[2 + j])
+  if value then return {-4, j, value} end
+end
+local n = #KEYS - 2 - m
 for i = 1, n do
-  local key = KEYS[i + 2]
+  local key = KEYS[i + 2 + m]
   if redis.call('HEXISTS', key, 'init') == 0 then return {-2, i} end
-  local limit = redis.call('HGET', KEYS[2], ARGV[2 + 2 * i])
+  local limit = redis.call('HGET', KEYS[2], ARGV[3 + 2 * i])
   if not limit then return {-3, i} end
   local spent = tonumber(redis.call('HGET', key, 'spent') or '0')
   local reserved = tonumber(redis.call('HGET', key, 'reserved') or '0')
-  local holdback = tonumber(ARGV[3 + 2 * i])
+  local holdback = tonumber(ARGV[4 + 2 * i])
   if spent + reserved + amount > tonumber(limit) - holdback then
     local by_holdback = 0
     if spent + reserved + amount <= tonumber(limit) then by_holdback = 1 end
@@ -38,8 +47,8 @@ for i = 1, n do
 end
 local keys = {}
 for i = 1, n do
-  redis.call('HINCRBY', KEYS[i + 2], 'reserved', amount)
-  keys[i] = KEYS[i + 2]
+  redis.call('HINCRBY', KEYS[i + 2 + m], 'reserved', amount)
+  keys[i] = KEYS[i + 2 + m]
 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[1] .. '|' .. ARGV[3] .. '|' .. table.concat(keys, ','))
 return {1, 0}
@@ -126,6 +135,8 @@ class ReserveOutcome:
     refused: PeriodKey | None = None
     by_holdback: bool = False
     """The refusal only came from the holdback: the full limit still had room."""
+    peeked: tuple[int, bytes] | None = None
+    """(index, value) of the first peek key that existed: nothing was reserved."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,16 +182,29 @@ class ReservationStore:
         return f"{self.prefix}:p:{scope}:{period}:{start}"
 
     def reserve(
-        self, rid: str, amount: int, periods: Sequence[PeriodKey], *, now: int
+        self,
+        rid: str,
+        amount: int,
+        periods: Sequence[PeriodKey],
+        *,
+        now: int,
+        peek: Sequence[str] = (),
     ) -> ReserveOutcome:
-        """Book ``amount`` against every period, or against none."""
-        argv: list[Any] = [amount, rid, now]
+        """Book ``amount`` against every period, or against none.
+
+        ``peek``: keys read first, in order; the first that exists is answered (its value)
+        and nothing is reserved.
+        """
+        argv: list[Any] = [amount, rid, now, len(peek)]
         for p in periods:
             argv += [p.limit_field, p.holdback]
-        keys = [self.resv_key, self.limits_key, *(p.key for p in periods)]
+        keys = [self.resv_key, self.limits_key, *peek, *(p.key for p in periods)]
         code, index, *rest = self._reserve(keys=keys, args=argv)
         if int(code) == 1:
             return ReserveOutcome(granted=True)
+        if int(code) == -4:
+            value = rest[0] if isinstance(rest[0], bytes) else str(rest[0]).encode()
+            return ReserveOutcome(granted=False, peeked=(int(index) - 1, value))
         period = periods[int(index) - 1]
         if int(code) == -1:
             return ReserveOutcome(granted=False, refused=period, by_holdback=bool(int(rest[0])))

@@ -65,8 +65,11 @@ class ResponseCache:
     ) -> CachedAnswer | None:
         """The stored answer, if any and still fresh."""
         raw = self.redis.get(self.key(stage, requested, prompt, endpoint))
-        if raw is None:
-            return None
+        return None if raw is None else self.decode(raw)
+
+    @staticmethod
+    def decode(raw: bytes | str) -> CachedAnswer:
+        """A stored answer from its raw value (a :meth:`get`, or a peek in another script)."""
         data = json.loads(raw)
         return CachedAnswer(
             str(data["text"]),

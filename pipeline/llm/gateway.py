@@ -19,7 +19,7 @@ import structlog
 from db.enums import CallStatus, Stage
 from db.models import LLMCall
 from pipeline import metrics
-from pipeline.budget.guard import Reservation
+from pipeline.budget.guard import Peeked, Reservation
 from pipeline.deps import Deps
 from pipeline.errors import (
     AllRoutesFailed,
@@ -29,6 +29,7 @@ from pipeline.errors import (
     ProviderUnavailable,
 )
 from pipeline.llm import journal, ledger
+from pipeline.llm.breaker import CircuitBreaker
 from pipeline.llm.cache import ResponseCache
 from pipeline.llm.catalog import estimate_max_cost, estimate_prompt_tokens
 from pipeline.llm.contracts import (
@@ -106,15 +107,19 @@ def call_model(
         if replay is not None:
             return replay
     primary = chain[0] if chain else None
-    if read_cache and deps.cache is not None and primary is not None and shape is not None:
-        cached = _cache_hit(deps, deps.cache, ctx, prompt, primary, shape)
+    cache_key = _cache_key(deps, ctx, prompt, primary) if read_cache and shape else None
+    # Without a budget there is no reservation round trip to carry the lookup: read it now.
+    if cache_key is not None and primary is not None and shape is not None and deps.budget is None:
+        cached = _cache_hit(deps, ctx, prompt, primary, shape, _get(deps, cache_key))
         if cached is not None:
             return cached
-    run = _ChainRun(deps, ctx, prompt, primary.ref if primary else None, shape)
+        cache_key = None
+    run = _ChainRun(deps, ctx, prompt, primary, shape, cache_key=cache_key)
     for route in chain:
         result = run.try_route(route)
         if result is not None:
-            _cache_put(deps, ctx, prompt, primary, result)
+            if not result.cache_hit:
+                _cache_put(deps, ctx, prompt, primary, result)
             return result
     raise run.failure()
 
@@ -126,12 +131,18 @@ class _ChainRun:
     deps: Deps
     ctx: CallContext
     prompt: Prompt
-    primary: str | None
+    primary_route: Route | None
     contract: type[Contract] | None
+    cache_key: str | None = None
+    """Looked up with the first reservation (one round trip), then cleared."""
     attempt: int = 0
     errors: list[str] = field(default_factory=list)
     transient: bool = False
     """Some model failed in a way that may pass (timeout, 429, 5xx, open breaker)."""
+
+    @property
+    def primary(self) -> str | None:
+        return self.primary_route.ref if self.primary_route is not None else None
 
     def try_route(self, route: Route) -> GatewayResult | None:
         """One call to one model, plus one repair call if it broke the contract."""
@@ -139,8 +150,8 @@ class _ChainRun:
         if provider is None:
             self.errors.append(f"{route.ref}: provider not configured")
             return None
-        if self._skipped(route):
-            return None
+        if self.deps.budget is None and self._skipped(route):
+            return None  # with a budget, the reservation script checks the breaker
         outcome = self._attempt(provider, route, self.prompt)
         if not isinstance(outcome, _Invalid) or self.contract is None:
             return outcome if isinstance(outcome, GatewayResult) else None
@@ -166,12 +177,24 @@ class _ChainRun:
     def _attempt(
         self, provider: LLMProvider, route: Route, prompt: Prompt
     ) -> GatewayResult | _Invalid | None:
-        """One billed attempt: a result, an invalid answer (to repair) or None (failed)."""
+        """One billed attempt: a result, an invalid answer (to repair) or None (failed).
+
+        The reservation's round trip also reads the cache (first attempt) and the breaker.
+        """
         deps = self.deps
+        request = _request(route, prompt, self.contract)
+        peek = self._peek_keys(route)
+        reserved = _reserve(deps, self.ctx, route, request, peek)
+        self.cache_key = None
+        if isinstance(reserved, Peeked):
+            key = peek[reserved.index]
+            hit = self._peeked(key, reserved.value, route)
+            if hit is None and key.startswith("cache:"):
+                return self._attempt(provider, route, prompt)  # an unusable cached answer
+            return hit
+        reservation = reserved
         self.attempt += 1
         fallback_from = self.primary if route.ref != self.primary else None
-        request = _request(route, prompt, self.contract)
-        reservation = _reserve(deps, self.ctx, route, request)
         started = time.monotonic()
         record = (deps, self.ctx, route, prompt, self.attempt, fallback_from, started)
         try:
@@ -204,6 +227,27 @@ class _ChainRun:
         elif deps.breaker is not None:
             deps.breaker.success(route.ref)
         return outcome
+
+    def _peek_keys(self, route: Route) -> list[str]:
+        keys = [self.cache_key] if self.cache_key is not None else []
+        if self.deps.breaker is not None and self.deps.breaker.redis is not None:
+            keys += [CircuitBreaker.refused_key(route.ref), CircuitBreaker.open_key(route.ref)]
+        return keys
+
+    def _peeked(self, key: str, value: bytes, route: Route) -> GatewayResult | None:
+        """A peek key existed: a cached answer (returned when valid), or a blocked model."""
+        if key.startswith("cache:"):
+            if self.primary_route is None or self.contract is None:
+                return None
+            return _cache_hit(
+                self.deps, self.ctx, self.prompt, self.primary_route, self.contract, value
+            )
+        if key == CircuitBreaker.refused_key(route.ref):
+            self.errors.append(f"{route.ref}: refused recently: {value.decode()}")
+        else:
+            self.errors.append(f"{route.ref}: circuit open")
+            self.transient = True
+        return None
 
     def failure(self) -> PipelineError:
         """The error for a chain that produced no valid answer."""
@@ -245,13 +289,16 @@ def _note_rejected(deps: Deps, route: Route, exc: ProviderRejected) -> None:
         deps.breaker.trip(route.ref, reason=exc.reason)
 
 
-def _reserve(deps: Deps, ctx: CallContext, route: Route, request: LLMRequest) -> Reservation | None:
-    """Reserve this attempt's maximum cost (raises BudgetRefused when it does not fit)."""
+def _reserve(
+    deps: Deps, ctx: CallContext, route: Route, request: LLMRequest, peek: list[str]
+) -> Reservation | Peeked | None:
+    """Reserve this attempt's maximum cost (raises BudgetRefused when it does not fit), unless
+    one of the ``peek`` keys exists (a cached answer, a blocked model): then that."""
     if deps.budget is None:
         return None
     tokens = estimate_prompt_tokens(request.system, request.user)
     cost = estimate_max_cost(deps.routing.catalog, route.ref, tokens, request.max_tokens)
-    return deps.budget.reserve(cost, campaign_id=ctx.campaign_id, tier=ctx.tier)
+    return deps.budget.reserve(cost, campaign_id=ctx.campaign_id, tier=ctx.tier, peek=peek)
 
 
 def _complete(
@@ -434,22 +481,34 @@ def _endpoint(deps: Deps, route: Route) -> str | None:
     return str(getattr(provider, "endpoint", route.provider))
 
 
+def _cache_key(deps: Deps, ctx: CallContext, prompt: Prompt, primary: Route | None) -> str | None:
+    """Where a valid answer to ``prompt`` from ``primary`` (at its endpoint) is cached."""
+    if deps.cache is None or primary is None:
+        return None
+    endpoint = _endpoint(deps, primary)
+    return ResponseCache.key(ctx.stage, primary.ref, prompt, endpoint) if endpoint else None
+
+
+def _get(deps: Deps, key: str) -> bytes | None:
+    raw = deps.cache.redis.get(key) if deps.cache is not None else None
+    return raw if isinstance(raw, bytes) or raw is None else str(raw).encode()
+
+
 def _cache_hit(
     deps: Deps,
-    cache: ResponseCache,
     ctx: CallContext,
     prompt: Prompt,
     requested: Route,
     contract: type[Contract],
+    raw: bytes | None,
 ) -> GatewayResult | None:
     """A cached valid answer to the same prompt for the same model and endpoint: $0, one row.
 
     The hit keeps the original call's provenance (its model and whether it was simulated).
     """
-    endpoint = _endpoint(deps, requested)
-    hit = cache.get(ctx.stage, requested.ref, prompt, endpoint) if endpoint else None
-    if hit is None:
+    if raw is None:
         return None
+    hit = ResponseCache.decode(raw)
     checked = validate(contract, hit.text)
     if isinstance(checked, str):
         return None
