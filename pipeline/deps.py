@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -48,6 +48,12 @@ class BudgetView(Protocol):
     ) -> Reservation | Peeked: ...
 
     def settle(self, reservation: Reservation, actual: Decimal) -> None: ...
+
+    def settle_many(
+        self,
+        settled: Sequence[tuple[Reservation, Decimal]],
+        also: Callable[[Any], None] | None = None,
+    ) -> None: ...
 
     def release(self, reservation: Reservation) -> None: ...
 

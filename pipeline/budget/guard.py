@@ -30,7 +30,7 @@ from pipeline.budget.models import (
     PeriodStatus,
     Reservation,
 )
-from pipeline.budget.reservations import PeriodKey, ReservationStore
+from pipeline.budget.reservations import PeriodKey, PeriodState, ReservationStore
 from pipeline.budget.throttle import (
     Period,
     Window,
@@ -158,6 +158,28 @@ class BudgetGuard:
         if self._needs_check(outcome.spent):
             self.check()
 
+    def settle_many(
+        self,
+        settled: Sequence[tuple[Reservation, Decimal]],
+        also: Callable[[Any], None] | None = None,
+    ) -> None:
+        """:meth:`settle` for several reservations in one round trip (a stage's calls, after
+        its ledger rows committed); ``also`` queues other commands on the same round trip."""
+        items = []
+        for reservation, actual in settled:
+            micros = to_micros(actual)
+            if micros > reservation.micros:
+                log.warning(
+                    "budget_overrun", reserved=str(reservation.amount_usd), actual=str(actual)
+                )
+            items.append((reservation.rid, micros, reservation.keys))
+        spent: dict[str, int] = {}
+        for outcome in self.store.settle_many(items, also):
+            for key, micros in outcome.spent.items():
+                spent[key] = max(micros, spent.get(key, 0))
+        if settled and self._needs_check(spent):
+            self.check()
+
     def _needs_check(self, spent: dict[str, int]) -> bool:
         """Whether a settled spend crossed an alert threshold or moved the throttle level."""
         if self._known_level is None:
@@ -244,14 +266,26 @@ class BudgetGuard:
         cached = self._cached
         if not fresh and cached is not None and time.monotonic() - cached[0] < _STATUS_TTL_S:
             return cached[1]
-        limits = self._read_limits()
+        limits = self._read_limits() if fresh else self._cached_limits()
         if not all(f"global:{p.value}" in limits for p in Period):
             self.reconcile()
             limits = self._read_limits()
-        periods = []
-        for scope in sorted({f.rsplit(":", 1)[0] for f in limits}, key=lambda s: s != "global"):
-            periods += [self._period_status(scope, p, limits) for p in Period]
-        found = tuple(p for p in periods if p is not None)
+        wanted = [
+            (scope, period)
+            for scope in sorted({f.rsplit(":", 1)[0] for f in limits}, key=lambda s: s != "global")
+            for period in Period
+            if f"{scope}:{period.value}" in limits
+        ]
+        wins = [window(p, self._clock(), self.config.timezone) for _, p in wanted]
+        keys = [
+            self.store.period_key(s, p.value, w.label)
+            for (s, p), w in zip(wanted, wins, strict=True)
+        ]
+        states = self.store.states(keys)  # one round trip for every period
+        found = tuple(
+            self._period_status(scope, win, key, state, limits[f"{scope}:{win.period.value}"])
+            for (scope, _), win, key, state in zip(wanted, wins, keys, states, strict=True)
+        )
         glob = [p for p in found if p.scope == "global"]
         top = max((p.pct for p in glob), default=Decimal(0))
         status = BudgetStatus(
@@ -262,24 +296,19 @@ class BudgetGuard:
         self._cached = (time.monotonic(), status)
         return status
 
+    @staticmethod
     def _period_status(
-        self, scope: str, period: Period, limits: dict[str, int]
-    ) -> PeriodStatus | None:
-        field = f"{scope}:{period.value}"
-        if field not in limits:
-            return None
-        win = window(period, self._clock(), self.config.timezone)
-        key = self.store.period_key(scope, period.value, win.label)
-        state = self.store.state(key)
+        scope: str, win: Window, key: str, state: PeriodState, limit: int
+    ) -> PeriodStatus:
         exhausted = "exhausted" in state.fields
         return PeriodStatus(
             scope=scope,
             window=win,
             key=key,
-            limit_usd=from_micros(limits[field]),
+            limit_usd=from_micros(limit),
             spent_usd=from_micros(state.spent),
             reserved_usd=from_micros(state.reserved),
-            pct=usage_pct(state.spent, limits[field], exhausted=exhausted),
+            pct=usage_pct(state.spent, limit, exhausted=exhausted),
             exhausted=exhausted,
         )
 

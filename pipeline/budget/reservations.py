@@ -12,7 +12,7 @@ all of them or none.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -220,6 +220,32 @@ class ReservationStore:
             spent={k: int(v) for k, v in zip(keys, spent, strict=False) if int(v) >= 0},
         )
 
+    def settle_many(
+        self,
+        items: Sequence[tuple[str, int, Sequence[str]]],
+        also: Callable[[Any], None] | None = None,
+    ) -> list[SettleOutcome]:
+        """Several settles ``(rid, actual, keys)`` in one round trip (a pipeline, not a
+        transaction: each script is atomic on its own). ``also`` queues other commands on the
+        same pipeline (a stage's response-cache writes)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for rid, actual, keys in items:
+            self._settle(
+                keys=[self.resv_key, self.ledgered_key, *keys], args=[rid, actual], client=pipe
+            )
+        if also is not None:
+            also(pipe)
+        answers = pipe.execute()
+        out = []
+        for (_rid, _actual, keys), (found, *spent) in zip(items, answers, strict=False):
+            out.append(
+                SettleOutcome(
+                    found=bool(int(found)),
+                    spent={k: int(v) for k, v in zip(keys, spent, strict=False) if int(v) >= 0},
+                )
+            )
+        return out
+
     def release(self, rid: str, keys: Sequence[str]) -> bool:
         """Drop a reservation without spending anything; False when it was already gone."""
         return self.settle(rid, 0, keys).found
@@ -253,7 +279,18 @@ class ReservationStore:
 
     def state(self, key: str) -> PeriodState:
         """The counters of one period."""
-        raw = {_text(k): _text(v) for k, v in self.redis.hgetall(key).items()}
+        return self._state(self.redis.hgetall(key))
+
+    def states(self, keys: Sequence[str]) -> list[PeriodState]:
+        """The counters of several periods in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        return [self._state(raw) for raw in pipe.execute()]
+
+    @staticmethod
+    def _state(hash_: Mapping[Any, Any]) -> PeriodState:
+        raw = {_text(k): _text(v) for k, v in hash_.items()}
         return PeriodState(
             spent=int(raw.get("spent", 0)),
             reserved=int(raw.get("reserved", 0)),

@@ -74,6 +74,10 @@ class CircuitBreaker:
         reason = self.redis.get(f"breaker:refused:{ref}")
         return reason.decode() if isinstance(reason, bytes) else None
 
+    @staticmethod
+    def fails_key(ref: str) -> str:
+        return f"breaker:fails:{ref}"
+
     def success(self, ref: str) -> None:
         """A success resets the failure count."""
         if self.redis is not None:

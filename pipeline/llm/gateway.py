@@ -213,7 +213,14 @@ class _ChainRun:
         # Journal hook (issue 12): the paid answer is durable before the ledger write.
         request_id = reservation.rid if reservation is not None else uuid.uuid4().hex
         entry = journal.Entry.of(request_id, route, response, self.attempt, fallback_from)
-        journaled = journal.remember(deps.redis, self.ctx.journal_key, entry)
+        checked = _check(response, self.contract)
+        # A valid answer resets the breaker's failure count in the journal's round trip.
+        breaker = deps.breaker
+        shared = breaker is not None and breaker.redis is not None and breaker.redis is deps.redis
+        clear = (
+            [CircuitBreaker.fails_key(route.ref)] if shared and not isinstance(checked, str) else []
+        )
+        journaled = journal.remember(deps.redis, self.ctx.journal_key, entry, clear=clear)
         outcome = _settle(
             *record,
             response,
@@ -221,10 +228,11 @@ class _ChainRun:
             reservation=reservation,
             request_id=request_id,
             journaled=journaled,
+            checked=checked,
         )
         if isinstance(outcome, _Invalid):
             self.errors.append(f"{route.ref}: invalid output: {outcome.errors}")
-        elif deps.breaker is not None:
+        elif deps.breaker is not None and not (clear and journaled):
             deps.breaker.success(route.ref)
         return outcome
 
@@ -326,6 +334,7 @@ def _settle(
     reservation: Reservation | None = None,
     request_id: str | None = None,
     journaled: bool = False,
+    checked: dict[str, Any] | str | None = None,
 ) -> GatewayResult | _Invalid:
     """Price and record a completed call: a result, or the reason it broke the contract.
 
@@ -333,7 +342,8 @@ def _settle(
     (secrets masked), so a reviewer can see what the model said.
     """
     cost, price_version = deps.routing.catalog.cost(route.ref, response.usage)
-    checked = _check(response, contract)
+    if checked is None:
+        checked = _check(response, contract)
     invalid = isinstance(checked, str)
     # Only a journaled answer may wait for the stage's commit: the journal is its record.
     defer = ctx.pending is not None and journaled and not invalid and reservation is not None
@@ -532,11 +542,14 @@ def _cache_put(
 ) -> None:
     """Store a valid answer under the model the router asked for and its endpoint."""
     endpoint = _endpoint(deps, primary) if primary is not None else None
-    if deps.cache is None or primary is None or endpoint is None:
+    cache = deps.cache
+    if cache is None or primary is None or endpoint is None:
         return
-    deps.cache.put(
-        ctx.stage, primary.ref, prompt, result.text, result.route, endpoint, result.simulated
-    )
+    args = (ctx.stage, primary.ref, prompt, result.text, result.route, endpoint, result.simulated)
+    if ctx.pending is not None and deps.budget is not None:  # sent with the stage's settles
+        ctx.pending.after_commit(lambda pipe: cache.put(*args, client=pipe))
+    else:
+        cache.put(*args)
 
 
 def _journal_replay(

@@ -12,9 +12,10 @@ are written at once, as before (an invalid answer is billed; its text is not jou
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import select
@@ -57,6 +58,8 @@ class StageLedger:
 
     rows: list[LLMCall] = field(default_factory=list)
     held: list[tuple[Reservation, Decimal]] = field(default_factory=list)
+    later: list[Callable[[Any], None]] = field(default_factory=list)
+    """Redis writes (response-cache puts) sent with the settles, in the same round trip."""
     spent: Decimal = Decimal(0)
     """Everything this execution's calls cost so far (written or pending): the lead's spend cap
     adds it to what the ledger held at the claim."""
@@ -79,16 +82,28 @@ class StageLedger:
         """Add the pending rows to the finishing transaction (flushed with it)."""
         session.add_all(self.rows)
 
+    def after_commit(self, write: Callable[[Any], None]) -> None:
+        """Queue a Redis write (given a pipeline) for the settles' round trip."""
+        with self._lock:
+            self.later.append(write)
+
     def settle(self, budget: BudgetView | None) -> None:
-        """After the finishing commit: settle every held reservation at its real cost."""
-        held, self.held, self.rows = self.held, [], []
-        for reservation, cost in held:
-            if budget is not None:
-                budget.settle(reservation, cost)
+        """After the finishing commit: settle every held reservation at its real cost, and send
+        the queued writes, in one round trip."""
+        held, later = self.held, self.later
+        self.held, self.rows, self.later = [], [], []
+        if budget is None or not (held or later):
+            return
+
+        def also(pipe: Any) -> None:
+            for write in later:
+                write(pipe)
+
+        budget.settle_many(held, also)
 
     def abandon(self, budget: BudgetView | None) -> None:
         """The stage did not finish: give the reservations back (rows come from the journal)."""
-        held, self.held, self.rows = self.held, [], []
+        held, self.held, self.rows, self.later = self.held, [], [], []
         for reservation, _cost in held:
             try:
                 if budget is not None:
