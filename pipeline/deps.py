@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,7 +17,7 @@ from pipeline.llm.cache import ResponseCache
 from pipeline.llm.providers.base import LLMProvider
 from pipeline.llm.routing import RoutingTable
 from pipeline.settings import Settings, default_of
-from pipeline.web.fetch import WebPolicy
+from pipeline.web.fetch import SiteClient, WebPolicy
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -38,13 +38,19 @@ class BudgetView(Protocol):
 
     def status(self) -> BudgetStatusView: ...
 
+    @overload
+    def reserve(
+        self, amount: Decimal, *, campaign_id: int | None = None, tier: str | None = None
+    ) -> Reservation: ...
+
+    @overload
     def reserve(
         self,
         amount: Decimal,
         *,
         campaign_id: int | None = None,
         tier: str | None = None,
-        peek: Sequence[str] = (),
+        peek: Sequence[str],
     ) -> Reservation | Peeked: ...
 
     def settle(self, reservation: Reservation, actual: Decimal) -> None: ...
@@ -82,6 +88,8 @@ class Deps:
     providers: dict[str, LLMProvider]
     routing: RoutingTable
     web_policy: WebPolicy = field(default_factory=WebPolicy)
+    web_client: SiteClient | None = None
+    """One client for every website fetch of the process (None: one per fetch)."""
     redis: Redis | None = None
     demo_tiers: frozenset[str] = frozenset(default_of(Settings, "demo_tiers"))
     policy: RoutingPolicy = field(default_factory=lambda: RoutingPolicy())

@@ -22,7 +22,7 @@ from pipeline.llm.providers import build_providers, make_http_client
 from pipeline.llm.routing import load_routing_table
 from pipeline.logs import configure_logging
 from pipeline.settings import Settings, get_settings
-from pipeline.web.fetch import WebPolicy
+from pipeline.web.fetch import WebPolicy, make_site_client
 from workers.app import app
 from workers.control import WORKERS_KEY, budget_level_hook, queue_states
 from workers.queues import Queue
@@ -49,6 +49,7 @@ def build_deps(settings: Settings) -> Deps:
         ),
         routing=routing,
         web_policy=WebPolicy.from_settings(settings.web),
+        web_client=make_site_client(),
         redis=client,
         demo_tiers=frozenset(settings.demo_tiers),
         policy=RoutingPolicy(

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import NoScriptError
+
 if TYPE_CHECKING:
     from redis import Redis
 
@@ -230,14 +232,21 @@ class ReservationStore:
         same pipeline (a stage's response-cache writes)."""
         pipe = self.redis.pipeline(transaction=False)
         for rid, actual, keys in items:
-            self._settle(
-                keys=[self.resv_key, self.ledgered_key, *keys], args=[rid, actual], client=pipe
-            )
+            # EVALSHA, not the Script object: a pipeline with scripts first asks SCRIPT EXISTS
+            # (a round trip of its own). The script is loaded by the reservation before it.
+            all_keys = [self.resv_key, self.ledgered_key, *keys]
+            pipe.evalsha(self._settle.sha, len(all_keys), *all_keys, rid, actual)
         if also is not None:
             also(pipe)
-        answers = pipe.execute()
+        answers = pipe.execute(raise_on_error=False)
         out = []
-        for (_rid, _actual, keys), (found, *spent) in zip(items, answers, strict=False):
+        for (rid, actual, keys), answer in zip(items, answers, strict=False):
+            if isinstance(answer, NoScriptError):  # Redis restarted: this settle never ran
+                all_keys = [self.resv_key, self.ledgered_key, *keys]
+                answer = self._settle(keys=all_keys, args=[rid, actual])
+            elif isinstance(answer, Exception):
+                raise answer
+            found, *spent = answer
             out.append(
                 SettleOutcome(
                     found=bool(int(found)),
