@@ -39,7 +39,8 @@ def build_deps(settings: Settings) -> Deps:
     threads = max(settings.worker_concurrency, int(app.conf.worker_concurrency or 0))
     engine = make_engine(settings.resolved_database_url(), pool_size=threads + 4)
     http = make_http_client()
-    client = redis.Redis.from_url(settings.resolved_redis_url())
+    # Named, so CLIENT LIST (and bench/pipeline.py's counter) tells it from the broker's.
+    client = redis.Redis.from_url(settings.resolved_redis_url(), client_name="leadpipe")
     factory = make_session_factory(engine)
     guard = _budget_guard(settings, client, factory)
     return Deps(
