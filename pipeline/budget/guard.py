@@ -11,6 +11,7 @@ it (periodically, and at once when a period is missing, e.g. after a Redis resta
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -87,6 +88,7 @@ class BudgetGuard:
         self._clock = clock
         self._cached: tuple[float, BudgetStatus] | None = None
         self._limits: tuple[float, dict[str, int]] | None = None
+        self._reconciling = threading.Lock()
         self._known_level: int | None = None
         """The level this process last saw applied (None: check at the first settle)."""
         self._alerted: set[tuple[str, Decimal]] = set()
@@ -137,7 +139,7 @@ class BudgetGuard:
                 return Reservation(rid, micros, tuple(p.key for p in periods))
             if outcome.refused is not None:
                 self._refused(outcome.refused, amount, by_holdback=outcome.by_holdback)
-            self.reconcile()  # a period or limit is missing: Redis lost it, rebuild it
+            self._reconcile_once()  # a period or limit is missing: Redis lost it, rebuild it
         raise BudgetRefused(
             "budget state could not be loaded",
             retry_after_s=self.config.park_retry_s,
@@ -220,6 +222,18 @@ class BudgetGuard:
     def release(self, reservation: Reservation) -> None:
         """Give a reservation back (the call failed and cost nothing)."""
         self.store.release(reservation.rid, reservation.keys)
+
+    def _reconcile_once(self) -> None:
+        """Rebuild the periods, once per process: threads that find them missing at the same
+        moment (a fresh day, a Redis restart) wait for the first one's rebuild and retry."""
+        if self._reconciling.acquire(blocking=False):
+            try:
+                self.reconcile()
+            finally:
+                self._reconciling.release()
+        else:
+            with self._reconciling:
+                pass
 
     def _refused(self, period: PeriodKey, amount: Decimal, *, by_holdback: bool) -> None:
         scope, name = period.limit_field.rsplit(":", 1)
