@@ -1,9 +1,11 @@
 """The only path to a model: journal, route chain, contract, repair and fallback, price, ledger.
 
-Every attempt writes one ``llm_calls`` row in its own short transaction, successful or not, so the
-ledger is the source of truth for spend. A successful call is journaled under a deterministic key
-(run, lead, stage, call); a redelivered task finds it and replays the stored answer instead of
-paying for the call again.
+Every attempt writes one ``llm_calls`` row, successful or not, so the ledger is the source of truth
+for spend: a failed or invalid attempt in its own short transaction, a successful one (journaled
+first) with its stage's finishing transaction when the call belongs to a claimed stage
+(``ledger.StageLedger``; its reservation is settled after that commit). A successful call is
+journaled under a deterministic key (run, lead, stage, call); a redelivered task finds it and
+replays the stored answer instead of paying for the call again.
 """
 
 from __future__ import annotations
