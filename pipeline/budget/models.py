@@ -67,6 +67,14 @@ class Reservation:
 
 
 @dataclass(frozen=True, slots=True)
+class Peeked:
+    """A peek key existed, so nothing was reserved: which one (index) and its value."""
+
+    index: int
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class PeriodStatus:
     """One period of one scope (``global`` or ``campaign:<id>``)."""
 

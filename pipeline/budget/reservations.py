@@ -12,24 +12,35 @@ all of them or none.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import NoScriptError
 
 if TYPE_CHECKING:
     from redis import Redis
 
+# KEYS: resv hash, limits hash, the peek keys, the period keys. ARGV: amount, reservation id,
+# now, number of peek keys, then (limit field, holdback) per period. A peek key that exists
+# (a cached answer, an open circuit breaker: the caller's business) is answered instead of
+# reserving, so the caller's checks and the reservation cost one round trip.
 _RESERVE = """
 local amount = tonumber(ARGV[1])
-local n = #KEYS - 2
+local m = tonumber(ARGV[4])
+for j = 1, m do
+  local value = redis.call('GET', KEYS[2 + j])
+  if value then return {-4, j, value} end
+end
+local n = #KEYS - 2 - m
 for i = 1, n do
-  local key = KEYS[i + 2]
+  local key = KEYS[i + 2 + m]
   if redis.call('HEXISTS', key, 'init') == 0 then return {-2, i} end
-  local limit = redis.call('HGET', KEYS[2], ARGV[2 + 2 * i])
+  local limit = redis.call('HGET', KEYS[2], ARGV[3 + 2 * i])
   if not limit then return {-3, i} end
   local spent = tonumber(redis.call('HGET', key, 'spent') or '0')
   local reserved = tonumber(redis.call('HGET', key, 'reserved') or '0')
-  local holdback = tonumber(ARGV[3 + 2 * i])
+  local holdback = tonumber(ARGV[4 + 2 * i])
   if spent + reserved + amount > tonumber(limit) - holdback then
     local by_holdback = 0
     if spent + reserved + amount <= tonumber(limit) then by_holdback = 1 end
@@ -38,8 +49,8 @@ for i = 1, n do
 end
 local keys = {}
 for i = 1, n do
-  redis.call('HINCRBY', KEYS[i + 2], 'reserved', amount)
-  keys[i] = KEYS[i + 2]
+  redis.call('HINCRBY', KEYS[i + 2 + m], 'reserved', amount)
+  keys[i] = KEYS[i + 2 + m]
 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[1] .. '|' .. ARGV[3] .. '|' .. table.concat(keys, ','))
 return {1, 0}
@@ -47,9 +58,11 @@ return {1, 0}
 
 # KEYS: resv hash, ledgered hash, period keys. ARGV: reservation id, actual amount (0 for a
 # release). A reservation a repair already read from the ledger (its cost is in ``spent``) is
-# only forgotten: adding ``actual`` again would count the call twice.
+# only forgotten: adding ``actual`` again would count the call twice. Returns {found, spent of
+# each period (-1 when not loaded)}, so the guard can check alerts and the throttle level
+# without reading the periods again.
 _SETTLE = """
-if redis.call('HDEL', KEYS[2], ARGV[1]) == 1 then return 1 end
+if redis.call('HDEL', KEYS[2], ARGV[1]) == 1 then return {1} end
 local entry = redis.call('HGET', KEYS[1], ARGV[1])
 local amount = 0
 if entry then
@@ -57,17 +70,19 @@ if entry then
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
 local actual = tonumber(ARGV[2])
+local out = {0}
+if entry then out[1] = 1 end
 for i = 3, #KEYS do
   local key = KEYS[i]
+  out[i - 1] = -1
   if redis.call('HEXISTS', key, 'init') == 1 then
     local reserved = tonumber(redis.call('HGET', key, 'reserved') or '0')
     redis.call('HSET', key, 'reserved', math.max(0, reserved - amount))
-    redis.call('HINCRBY', key, 'spent', actual)
+    out[i - 1] = redis.call('HINCRBY', key, 'spent', actual)
     redis.call('HINCRBY', key, 'seq', 1)
   end
 end
-if entry then return 1 end
-return 0
+return out
 """
 
 # KEYS: resv hash, one period key, ledgered hash. ARGV: ledger spent, expected seq ('' = any),
@@ -122,6 +137,18 @@ class ReserveOutcome:
     refused: PeriodKey | None = None
     by_holdback: bool = False
     """The refusal only came from the holdback: the full limit still had room."""
+    peeked: tuple[int, bytes] | None = None
+    """(index, value) of the first peek key that existed: nothing was reserved."""
+
+
+@dataclass(frozen=True, slots=True)
+class SettleOutcome:
+    """What the settle script answered."""
+
+    found: bool
+    """The reservation was still open (False: already settled, released or dropped)."""
+    spent: dict[str, int]
+    """Each loaded period's ``spent`` after the settle (empty when a repair had counted it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,29 +184,80 @@ class ReservationStore:
         return f"{self.prefix}:p:{scope}:{period}:{start}"
 
     def reserve(
-        self, rid: str, amount: int, periods: Sequence[PeriodKey], *, now: int
+        self,
+        rid: str,
+        amount: int,
+        periods: Sequence[PeriodKey],
+        *,
+        now: int,
+        peek: Sequence[str] = (),
     ) -> ReserveOutcome:
-        """Book ``amount`` against every period, or against none."""
-        argv: list[Any] = [amount, rid, now]
+        """Book ``amount`` against every period, or against none.
+
+        ``peek``: keys read first, in order; the first that exists is answered (its value)
+        and nothing is reserved.
+        """
+        argv: list[Any] = [amount, rid, now, len(peek)]
         for p in periods:
             argv += [p.limit_field, p.holdback]
-        keys = [self.resv_key, self.limits_key, *(p.key for p in periods)]
+        keys = [self.resv_key, self.limits_key, *peek, *(p.key for p in periods)]
         code, index, *rest = self._reserve(keys=keys, args=argv)
         if int(code) == 1:
             return ReserveOutcome(granted=True)
+        if int(code) == -4:
+            value = rest[0] if isinstance(rest[0], bytes) else str(rest[0]).encode()
+            return ReserveOutcome(granted=False, peeked=(int(index) - 1, value))
         period = periods[int(index) - 1]
         if int(code) == -1:
             return ReserveOutcome(granted=False, refused=period, by_holdback=bool(int(rest[0])))
         return ReserveOutcome(granted=False, missing=period)
 
-    def settle(self, rid: str, actual: int, keys: Sequence[str]) -> bool:
-        """Move a reservation to spent at ``actual``; False when it was already gone."""
-        keys = [self.resv_key, self.ledgered_key, *keys]
-        return bool(self._settle(keys=keys, args=[rid, actual]))
+    def settle(self, rid: str, actual: int, keys: Sequence[str]) -> SettleOutcome:
+        """Move a reservation to spent at ``actual`` (one round trip)."""
+        found, *spent = self._settle(
+            keys=[self.resv_key, self.ledgered_key, *keys], args=[rid, actual]
+        )
+        return SettleOutcome(
+            found=bool(int(found)),
+            spent={k: int(v) for k, v in zip(keys, spent, strict=False) if int(v) >= 0},
+        )
+
+    def settle_many(
+        self,
+        items: Sequence[tuple[str, int, Sequence[str]]],
+        also: Callable[[Any], None] | None = None,
+    ) -> list[SettleOutcome]:
+        """Several settles ``(rid, actual, keys)`` in one round trip (a pipeline, not a
+        transaction: each script is atomic on its own). ``also`` queues other commands on the
+        same pipeline (a stage's response-cache writes)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for rid, actual, keys in items:
+            # EVALSHA, not the Script object: a pipeline with scripts first asks SCRIPT EXISTS
+            # (a round trip of its own). The script is loaded by the reservation before it.
+            all_keys = [self.resv_key, self.ledgered_key, *keys]
+            pipe.evalsha(self._settle.sha, len(all_keys), *all_keys, rid, actual)
+        if also is not None:
+            also(pipe)
+        answers = pipe.execute(raise_on_error=False)
+        out = []
+        for (rid, actual, keys), answer in zip(items, answers, strict=False):
+            if isinstance(answer, NoScriptError):  # Redis restarted: this settle never ran
+                all_keys = [self.resv_key, self.ledgered_key, *keys]
+                answer = self._settle(keys=all_keys, args=[rid, actual])
+            elif isinstance(answer, Exception):
+                raise answer
+            found, *spent = answer
+            out.append(
+                SettleOutcome(
+                    found=bool(int(found)),
+                    spent={k: int(v) for k, v in zip(keys, spent, strict=False) if int(v) >= 0},
+                )
+            )
+        return out
 
     def release(self, rid: str, keys: Sequence[str]) -> bool:
-        """Drop a reservation without spending anything."""
-        return self.settle(rid, 0, keys)
+        """Drop a reservation without spending anything; False when it was already gone."""
+        return self.settle(rid, 0, keys).found
 
     def repair(
         self,
@@ -210,7 +288,18 @@ class ReservationStore:
 
     def state(self, key: str) -> PeriodState:
         """The counters of one period."""
-        raw = {_text(k): _text(v) for k, v in self.redis.hgetall(key).items()}
+        return self._state(self.redis.hgetall(key))
+
+    def states(self, keys: Sequence[str]) -> list[PeriodState]:
+        """The counters of several periods in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        return [self._state(raw) for raw in pipe.execute()]
+
+    @staticmethod
+    def _state(hash_: Mapping[Any, Any]) -> PeriodState:
+        raw = {_text(k): _text(v) for k, v in hash_.items()}
         return PeriodState(
             spent=int(raw.get("spent", 0)),
             reserved=int(raw.get("reserved", 0)),

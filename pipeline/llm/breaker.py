@@ -27,6 +27,22 @@ class CircuitBreaker:
     threshold: int = 5
     cooldown_s: int = 60
 
+    def blocked(self, ref: str) -> tuple[str | None, bool]:
+        """``(refused reason or None, open)`` for ``ref`` in one round trip."""
+        if self.redis is None:
+            return None, False
+        refused, opened = self.redis.mget(self.refused_key(ref), self.open_key(ref))
+        reason = refused.decode() if isinstance(refused, bytes) else refused
+        return (str(reason) if reason is not None else None), opened is not None
+
+    @staticmethod
+    def refused_key(ref: str) -> str:
+        return f"breaker:refused:{ref}"
+
+    @staticmethod
+    def open_key(ref: str) -> str:
+        return f"breaker:open:{ref}"
+
     def is_open(self, ref: str) -> bool:
         """Whether ``ref`` is cooling down and should be skipped."""
         return bool(self.redis is not None and self.redis.exists(f"breaker:open:{ref}"))
@@ -57,6 +73,10 @@ class CircuitBreaker:
             return None
         reason = self.redis.get(f"breaker:refused:{ref}")
         return reason.decode() if isinstance(reason, bytes) else None
+
+    @staticmethod
+    def fails_key(ref: str) -> str:
+        return f"breaker:fails:{ref}"
 
     def success(self, ref: str) -> None:
         """A success resets the failure count."""

@@ -16,7 +16,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from db.enums import Stage
 from pipeline.models import Prompt, Route
@@ -65,8 +65,11 @@ class ResponseCache:
     ) -> CachedAnswer | None:
         """The stored answer, if any and still fresh."""
         raw = self.redis.get(self.key(stage, requested, prompt, endpoint))
-        if raw is None:
-            return None
+        return None if raw is None else self.decode(raw)
+
+    @staticmethod
+    def decode(raw: bytes | str) -> CachedAnswer:
+        """A stored answer from its raw value (a :meth:`get`, or a peek in another script)."""
         data = json.loads(raw)
         return CachedAnswer(
             str(data["text"]),
@@ -84,12 +87,14 @@ class ResponseCache:
         route: Route,
         endpoint: str,
         simulated: bool,
+        client: Any = None,
     ) -> None:
-        """Store an answer for the stage's TTL times the current multiplier."""
+        """Store an answer for the stage's TTL times the current multiplier (``client``: a
+        pipeline to queue the write on instead)."""
         ttl = TTL_S.get(stage, 0) * self.multiplier()
         if ttl <= 0:
             return
         value = json.dumps(
             {"text": text, "provider": route.provider, "model": route.model, "simulated": simulated}
         )
-        self.redis.set(self.key(stage, requested, prompt, endpoint), value, ex=ttl)
+        (client or self.redis).set(self.key(stage, requested, prompt, endpoint), value, ex=ttl)

@@ -10,6 +10,7 @@ more, showing it its answer and the validation errors (``repair_prompt``).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Annotated, Any, Literal
@@ -164,9 +165,14 @@ def contract_for(stage: Stage) -> type[Contract]:
 _LOCAL_ONLY = frozenset({"maxLength", "minLength", "maxItems", "minItems"})
 
 
+@functools.cache
 def json_schema(contract: type[Contract]) -> dict[str, Any]:
     """The JSON schema sent as ``response_format`` (and shown in prompts where unsupported):
-    the contract's keys, types, enums and numeric ranges, without length limits."""
+    the contract's keys, types, enums and numeric ranges, without length limits.
+
+    Built once per contract (pydantic's schema generation was ~5 % of a worker's CPU when it
+    ran per request); callers only read it.
+    """
     schema: dict[str, Any] = _without_lengths(contract.model_json_schema())
     return schema
 

@@ -1,9 +1,11 @@
 """The only path to a model: journal, route chain, contract, repair and fallback, price, ledger.
 
-Every attempt writes one ``llm_calls`` row in its own short transaction, successful or not, so the
-ledger is the source of truth for spend. A successful call is journaled under a deterministic key
-(run, lead, stage, call); a redelivered task finds it and replays the stored answer instead of
-paying for the call again.
+Every attempt writes one ``llm_calls`` row, successful or not, so the ledger is the source of truth
+for spend: a failed or invalid attempt in its own short transaction, a successful one (journaled
+first) with its stage's finishing transaction when the call belongs to a claimed stage
+(``ledger.StageLedger``; its reservation is settled after that commit). A successful call is
+journaled under a deterministic key (run, lead, stage, call); a redelivered task finds it and
+replays the stored answer instead of paying for the call again.
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import select
 
 from db.enums import CallStatus, Stage
 from db.models import LLMCall
 from pipeline import metrics
-from pipeline.budget.guard import Reservation
+from pipeline.budget.guard import Peeked, Reservation
 from pipeline.deps import Deps
 from pipeline.errors import (
     AllRoutesFailed,
@@ -30,7 +31,8 @@ from pipeline.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from pipeline.llm import journal
+from pipeline.llm import journal, ledger
+from pipeline.llm.breaker import CircuitBreaker
 from pipeline.llm.cache import ResponseCache
 from pipeline.llm.catalog import estimate_max_cost, estimate_prompt_tokens
 from pipeline.llm.contracts import (
@@ -63,6 +65,11 @@ class CallContext:
     call_key: str = "main"
     tier: str | None = None
     """The lead's value tier: only enterprise leads may use the budget's emergency reserve."""
+    replay: bool = True
+    """False when no earlier execution can have made this call (the stage was claimed for the
+    first time): the journal lookups, one transaction and one Redis round trip, are skipped."""
+    pending: ledger.StageLedger | None = None
+    """The stage's pending ledger: a successful call's row commits with the stage's result."""
 
     @property
     def journal_key(self) -> str:
@@ -99,19 +106,24 @@ def call_model(
         NoValidAnswer: every model refused the request or answered outside the contract.
     """
     shape = (contract or contract_for(ctx.stage)) if json_mode else None
-    replay = _journal_replay(deps, ctx, shape) or _replay_journaled(deps, ctx, prompt, shape)
-    if replay is not None:
-        return replay
+    if ctx.replay:
+        replay = _journal_replay(deps, ctx, shape) or _replay_journaled(deps, ctx, prompt, shape)
+        if replay is not None:
+            return replay
     primary = chain[0] if chain else None
-    if read_cache and deps.cache is not None and primary is not None and shape is not None:
-        cached = _cache_hit(deps, deps.cache, ctx, prompt, primary, shape)
+    cache_key = _cache_key(deps, ctx, prompt, primary) if read_cache and shape else None
+    # Without a budget there is no reservation round trip to carry the lookup: read it now.
+    if cache_key is not None and primary is not None and shape is not None and deps.budget is None:
+        cached = _cache_hit(deps, ctx, prompt, primary, shape, _get(deps, cache_key))
         if cached is not None:
             return cached
-    run = _ChainRun(deps, ctx, prompt, primary.ref if primary else None, shape)
+        cache_key = None
+    run = _ChainRun(deps, ctx, prompt, primary, shape, cache_key=cache_key)
     for route in chain:
         result = run.try_route(route)
         if result is not None:
-            _cache_put(deps, ctx, prompt, primary, result)
+            if not result.cache_hit:
+                _cache_put(deps, ctx, prompt, primary, result)
             return result
     raise run.failure()
 
@@ -123,12 +135,18 @@ class _ChainRun:
     deps: Deps
     ctx: CallContext
     prompt: Prompt
-    primary: str | None
+    primary_route: Route | None
     contract: type[Contract] | None
+    cache_key: str | None = None
+    """Looked up with the first reservation (one round trip), then cleared."""
     attempt: int = 0
     errors: list[str] = field(default_factory=list)
     transient: bool = False
     """Some model failed in a way that may pass (timeout, 429, 5xx, open breaker)."""
+
+    @property
+    def primary(self) -> str | None:
+        return self.primary_route.ref if self.primary_route is not None else None
 
     def try_route(self, route: Route) -> GatewayResult | None:
         """One call to one model, plus one repair call if it broke the contract."""
@@ -136,8 +154,8 @@ class _ChainRun:
         if provider is None:
             self.errors.append(f"{route.ref}: provider not configured")
             return None
-        if self._skipped(route):
-            return None
+        if self.deps.budget is None and self._skipped(route):
+            return None  # with a budget, the reservation script checks the breaker
         outcome = self._attempt(provider, route, self.prompt)
         if not isinstance(outcome, _Invalid) or self.contract is None:
             return outcome if isinstance(outcome, GatewayResult) else None
@@ -150,11 +168,11 @@ class _ChainRun:
         breaker = self.deps.breaker
         if breaker is None:
             return False
-        refused = breaker.refused(route.ref)
+        refused, opened = breaker.blocked(route.ref)
         if refused is not None:
             self.errors.append(f"{route.ref}: refused recently: {refused}")
             return True
-        if breaker.is_open(route.ref):
+        if opened:
             self.errors.append(f"{route.ref}: circuit open")
             self.transient = True
             return True
@@ -163,12 +181,24 @@ class _ChainRun:
     def _attempt(
         self, provider: LLMProvider, route: Route, prompt: Prompt
     ) -> GatewayResult | _Invalid | None:
-        """One billed attempt: a result, an invalid answer (to repair) or None (failed)."""
+        """One billed attempt: a result, an invalid answer (to repair) or None (failed).
+
+        The reservation's round trip also reads the cache (first attempt) and the breaker.
+        """
         deps = self.deps
+        request = _request(route, prompt, self.contract)
+        peek = self._peek_keys(route)
+        reserved = _reserve(deps, self.ctx, route, request, peek)
+        self.cache_key = None
+        if isinstance(reserved, Peeked):
+            key = peek[reserved.index]
+            hit = self._peeked(key, reserved.value, route)
+            if hit is None and key.startswith("cache:"):
+                return self._attempt(provider, route, prompt)  # an unusable cached answer
+            return hit
+        reservation = reserved
         self.attempt += 1
         fallback_from = self.primary if route.ref != self.primary else None
-        request = _request(route, prompt, self.contract)
-        reservation = _reserve(deps, self.ctx, route, request)
         permit = _admit(deps, route, request, reservation)  # rate limit: waits or RateLimited
         started = time.monotonic()
         record = (deps, self.ctx, route, prompt, self.attempt, fallback_from, started)
@@ -190,19 +220,49 @@ class _ChainRun:
         # Journal hook (issue 12): the paid answer is durable before the ledger write.
         request_id = reservation.rid if reservation is not None else uuid.uuid4().hex
         entry = journal.Entry.of(request_id, route, response, self.attempt, fallback_from)
-        journal.remember(deps.redis, self.ctx.journal_key, entry)
+        checked = _check(response, self.contract)
+        # A valid answer resets the breaker's failure count in the journal's round trip.
+        breaker = deps.breaker
+        shared = breaker is not None and breaker.redis is not None and breaker.redis is deps.redis
+        clear = (
+            [CircuitBreaker.fails_key(route.ref)] if shared and not isinstance(checked, str) else []
+        )
+        journaled = journal.remember(deps.redis, self.ctx.journal_key, entry, clear=clear)
         outcome = _settle(
             *record,
             response,
             contract=self.contract,
             reservation=reservation,
             request_id=request_id,
+            journaled=journaled,
+            checked=checked,
         )
         if isinstance(outcome, _Invalid):
             self.errors.append(f"{route.ref}: invalid output: {outcome.errors}")
-        elif deps.breaker is not None:
+        elif deps.breaker is not None and not (clear and journaled):
             deps.breaker.success(route.ref)
         return outcome
+
+    def _peek_keys(self, route: Route) -> list[str]:
+        keys = [self.cache_key] if self.cache_key is not None else []
+        if self.deps.breaker is not None and self.deps.breaker.redis is not None:
+            keys += [CircuitBreaker.refused_key(route.ref), CircuitBreaker.open_key(route.ref)]
+        return keys
+
+    def _peeked(self, key: str, value: bytes, route: Route) -> GatewayResult | None:
+        """A peek key existed: a cached answer (returned when valid), or a blocked model."""
+        if key.startswith("cache:"):
+            if self.primary_route is None or self.contract is None:
+                return None
+            return _cache_hit(
+                self.deps, self.ctx, self.prompt, self.primary_route, self.contract, value
+            )
+        if key == CircuitBreaker.refused_key(route.ref):
+            self.errors.append(f"{route.ref}: refused recently: {value.decode()}")
+        else:
+            self.errors.append(f"{route.ref}: circuit open")
+            self.transient = True
+        return None
 
     def failure(self) -> PipelineError:
         """The error for a chain that produced no valid answer."""
@@ -250,13 +310,16 @@ def _note_rejected(deps: Deps, route: Route, exc: ProviderRejected) -> None:
         deps.breaker.trip(route.ref, reason=exc.reason)
 
 
-def _reserve(deps: Deps, ctx: CallContext, route: Route, request: LLMRequest) -> Reservation | None:
-    """Reserve this attempt's maximum cost (raises BudgetRefused when it does not fit)."""
+def _reserve(
+    deps: Deps, ctx: CallContext, route: Route, request: LLMRequest, peek: list[str]
+) -> Reservation | Peeked | None:
+    """Reserve this attempt's maximum cost (raises BudgetRefused when it does not fit), unless
+    one of the ``peek`` keys exists (a cached answer, a blocked model): then that."""
     if deps.budget is None:
         return None
     tokens = estimate_prompt_tokens(request.system, request.user)
     cost = estimate_max_cost(deps.routing.catalog, route.ref, tokens, request.max_tokens)
-    return deps.budget.reserve(cost, campaign_id=ctx.campaign_id, tier=ctx.tier)
+    return deps.budget.reserve(cost, campaign_id=ctx.campaign_id, tier=ctx.tier, peek=peek)
 
 
 def _complete(
@@ -318,6 +381,8 @@ def _settle(
     contract: type[Contract] | None,
     reservation: Reservation | None = None,
     request_id: str | None = None,
+    journaled: bool = False,
+    checked: dict[str, Any] | str | None = None,
 ) -> GatewayResult | _Invalid:
     """Price and record a completed call: a result, or the reason it broke the contract.
 
@@ -325,8 +390,11 @@ def _settle(
     (secrets masked), so a reviewer can see what the model said.
     """
     cost, price_version = deps.routing.catalog.cost(route.ref, response.usage)
-    checked = _check(response, contract)
+    if checked is None:
+        checked = _check(response, contract)
     invalid = isinstance(checked, str)
+    # Only a journaled answer may wait for the stage's commit: the journal is its record.
+    defer = ctx.pending is not None and journaled and not invalid and reservation is not None
     try:
         _record(
             deps,
@@ -342,12 +410,13 @@ def _settle(
             error=f"invalid output: {checked}" if invalid else None,
             invalid=invalid,
             request_id=request_id,
+            defer=reservation if defer else None,
         )
     except BaseException:  # the answer is journaled; the retry records it and settles nothing
         if reservation is not None:
             _release_quietly(deps, reservation)
         raise
-    if reservation is not None and deps.budget is not None:
+    if reservation is not None and deps.budget is not None and not defer:
         deps.budget.settle(reservation, cost)  # after the ledger row: reconcile stays safe
     if isinstance(checked, str):
         return _Invalid(response.text, checked)
@@ -391,8 +460,13 @@ def _record(
     cache_hit: bool = False,
     invalid: bool = False,
     request_id: str | None = None,
+    defer: Reservation | None = None,
 ) -> None:
-    """One ledger row; an error's text is masked (a provider may echo the key back)."""
+    """One ledger row; an error's text is masked (a provider may echo the key back).
+
+    ``defer``: a successful call's reservation; its row then waits for the stage's finishing
+    transaction (``ctx.pending``), which settles the reservation after its commit.
+    """
     error = mask_secrets(error) if error is not None else None
     status = CallStatus.OK if error is None else CallStatus.ERROR
     if invalid:
@@ -424,8 +498,13 @@ def _record(
         error=error,
         response={"text": _kept_text(response, invalid)} if kept and response else None,
     )
-    with deps.session_scope() as session:
-        session.add(row)
+    if defer is not None and ctx.pending is not None:
+        ctx.pending.defer(row, defer, cost)
+    else:
+        with deps.session_scope() as session:
+            ledger.add_call(session, row)
+        if ctx.pending is not None:
+            ctx.pending.count(cost)
     metrics.observe_call(row)
     event = "llm_call_settled" if error is None else "llm_call_failed"
     if invalid:
@@ -460,22 +539,34 @@ def _endpoint(deps: Deps, route: Route) -> str | None:
     return str(getattr(provider, "endpoint", route.provider))
 
 
+def _cache_key(deps: Deps, ctx: CallContext, prompt: Prompt, primary: Route | None) -> str | None:
+    """Where a valid answer to ``prompt`` from ``primary`` (at its endpoint) is cached."""
+    if deps.cache is None or primary is None:
+        return None
+    endpoint = _endpoint(deps, primary)
+    return ResponseCache.key(ctx.stage, primary.ref, prompt, endpoint) if endpoint else None
+
+
+def _get(deps: Deps, key: str) -> bytes | None:
+    raw = deps.cache.redis.get(key) if deps.cache is not None else None
+    return raw if isinstance(raw, bytes) or raw is None else str(raw).encode()
+
+
 def _cache_hit(
     deps: Deps,
-    cache: ResponseCache,
     ctx: CallContext,
     prompt: Prompt,
     requested: Route,
     contract: type[Contract],
+    raw: bytes | None,
 ) -> GatewayResult | None:
     """A cached valid answer to the same prompt for the same model and endpoint: $0, one row.
 
     The hit keeps the original call's provenance (its model and whether it was simulated).
     """
-    endpoint = _endpoint(deps, requested)
-    hit = cache.get(ctx.stage, requested.ref, prompt, endpoint) if endpoint else None
-    if hit is None:
+    if raw is None:
         return None
+    hit = ResponseCache.decode(raw)
     checked = validate(contract, hit.text)
     if isinstance(checked, str):
         return None
@@ -499,11 +590,14 @@ def _cache_put(
 ) -> None:
     """Store a valid answer under the model the router asked for and its endpoint."""
     endpoint = _endpoint(deps, primary) if primary is not None else None
-    if deps.cache is None or primary is None or endpoint is None:
+    cache = deps.cache
+    if cache is None or primary is None or endpoint is None:
         return
-    deps.cache.put(
-        ctx.stage, primary.ref, prompt, result.text, result.route, endpoint, result.simulated
-    )
+    args = (ctx.stage, primary.ref, prompt, result.text, result.route, endpoint, result.simulated)
+    if ctx.pending is not None and deps.budget is not None:  # sent with the stage's settles
+        ctx.pending.after_commit(lambda pipe: cache.put(*args, client=pipe))
+    else:
+        cache.put(*args)
 
 
 def _journal_replay(
@@ -511,12 +605,7 @@ def _journal_replay(
 ) -> GatewayResult | None:
     """The stored answer of an earlier successful call with the same journal key, if any."""
     with deps.session_scope() as session:
-        row = session.scalars(
-            select(LLMCall)
-            .where(LLMCall.journal_key == ctx.journal_key, LLMCall.status == CallStatus.OK)
-            .order_by(LLMCall.id)
-            .limit(1)
-        ).first()
+        row = ledger.journaled_answer(session, ctx.journal_key)
     if row is None or row.response is None:
         return None
     text = str(row.response.get("text", ""))
@@ -561,9 +650,8 @@ def _replay_journaled(
     if entry is None:
         return None
     with deps.session_scope() as session:
-        known = session.scalar(select(LLMCall.id).where(LLMCall.request_id == entry.request_id))
-    if known is not None:
-        return None
+        if ledger.request_recorded(session, entry.request_id):
+            return None
     log.info("llm_call_recovered", stage=ctx.stage.value, lead_id=ctx.lead_id, model=entry.model)
     record = (deps, ctx, entry.route(), prompt, entry.attempt, entry.fallback_from)
     outcome = _settle(

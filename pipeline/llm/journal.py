@@ -13,6 +13,7 @@ entry is skipped (logged) and the ledger write is the only record, as before.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -81,12 +82,24 @@ class Entry:
         )
 
 
-def remember(client: Redis | None, journal_key: str, entry: Entry) -> bool:
-    """Store a paid answer; False (logged) when Redis cannot take it right now."""
+def remember(
+    client: Redis | None, journal_key: str, entry: Entry, *, clear: Sequence[str] = ()
+) -> bool:
+    """Store a paid answer; False (logged) when Redis cannot take it right now.
+
+    ``clear``: keys deleted in the same round trip (the model's circuit-breaker failure count,
+    when its answer was valid).
+    """
     if client is None:
         return False
     try:
-        client.set(PREFIX + journal_key, json.dumps(asdict(entry)), ex=TTL_S)
+        if clear:
+            pipe = client.pipeline(transaction=False)
+            pipe.set(PREFIX + journal_key, json.dumps(asdict(entry)), ex=TTL_S)
+            pipe.delete(*clear)
+            pipe.execute()
+        else:
+            client.set(PREFIX + journal_key, json.dumps(asdict(entry)), ex=TTL_S)
     except Exception as exc:
         if not is_transient(exc):
             raise

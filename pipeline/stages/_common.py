@@ -1,26 +1,32 @@
-"""Claim / record helpers shared by every stage (STYLE R2, R8).
+"""Claim / record helpers shared by every stage (STYLE R2, R8); their SQL is in ``store.py``.
 
 A stage claims its ``stage_results`` row in one short transaction, calls models with no
-transaction open, and records its output in a second one. A row already ``done`` or ``skipped``
-means a redelivered task: the stage returns at once.
+transaction open, and records its output in a second one, together with the ledger rows of its
+successful calls (``llm/ledger.py``). A stage decided without a model call is stored by its
+claim. A row already ``done`` or ``skipped`` means a redelivered task: the stage returns at once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from db.enums import LeadStatus, Stage, StageStatus
-from db.models import Campaign, Lead, StageResult
+from db.models import Lead, StageResult
 from pipeline.deps import Deps
 from pipeline.errors import LeadNotFound, TransientError
 from pipeline.liveness import OWNER, PARKED_PREFIX, is_running
 from pipeline.llm.gateway import CallContext
+from pipeline.llm.ledger import StageLedger
+from pipeline.stages import store
 
 FINAL = (StageStatus.DONE, StageStatus.SKIPPED)
 
@@ -47,6 +53,12 @@ class LeadView:
     strategy: str
     content_hash: str
     outputs: dict[str, dict[str, Any]]
+    fresh: bool = False
+    """This claim created the stage row: no earlier execution can have called a model."""
+    spent_at_claim: Decimal | None = None
+    """The lead's ledger spend in this run when the stage was claimed (None before scoring)."""
+    pending: StageLedger = field(default_factory=StageLedger)
+    """This execution's successful calls, written by the stage's finishing transaction."""
 
     def prompt_data(self) -> dict[str, Any]:
         """The lead facts a prompt may show (data, never instructions)."""
@@ -64,36 +76,63 @@ class LeadView:
 
     def context(self, stage: Stage, call_key: str = "main") -> CallContext:
         """The gateway context for a call made by ``stage`` for this lead."""
-        return CallContext(stage, self.id, self.run_id, self.campaign_id, call_key, self.tier)
+        return CallContext(
+            stage,
+            self.id,
+            self.run_id,
+            self.campaign_id,
+            call_key,
+            self.tier,
+            replay=not self.fresh,
+            pending=self.pending,
+        )
 
 
-def claim(deps: Deps, *, lead_id: int, run_id: str, stage: Stage) -> LeadView | None:
+Quick = Callable[[LeadView], "Finished | None"]
+"""Decides a stage from the claimed view alone (no model call), or None to run it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A stage's result: what :func:`finish` stores (or a quick claim stores at once)."""
+
+    output: dict[str, Any]
+    status: StageStatus = StageStatus.DONE
+    lead_updates: dict[str, Any] = field(default_factory=dict)
+
+
+_PENDING: ContextVar[StageLedger | None] = ContextVar("leadpipe_stage_ledger", default=None)
+
+
+def claim(
+    deps: Deps, *, lead_id: int, run_id: str, stage: Stage, quick: Quick | None = None
+) -> LeadView | None:
     """Mark ``stage`` running for (lead, run); None when it already finished.
+
+    One transaction: the lead, its campaign's strategy, the lead's spend so far and the locked
+    stage rows are read together. ``quick``: when it decides the stage from the view alone
+    (rules were confident, the stage does not apply), the result is stored in this same
+    transaction and None is returned.
 
     Raises:
         LeadNotFound: the lead id does not exist.
     """
     try:
         with deps.session_scope() as session:
-            lead = session.get(Lead, lead_id)
-            if lead is None:
+            found = store.lead_with_strategy(session, lead_id)
+            if found is None:
                 raise LeadNotFound(f"lead {lead_id} does not exist")
-            # Row locks serialise two deliveries taking over the same expired lease.
-            rows = session.scalars(
-                select(StageResult)
-                .where(StageResult.lead_id == lead_id, StageResult.run_id == run_id)
-                .with_for_update()
-            ).all()
+            lead, strategy = found
+            rows = store.lock_stage_rows(session, lead_id, run_id)
             mine = next((r for r in rows if r.stage == stage.value), None)
             if mine is not None and mine.status in FINAL:
                 return None
             now = dt.datetime.now(dt.UTC)
             if mine is None:
-                session.add(
-                    StageResult(
-                        lead_id=lead_id, stage=stage.value, run_id=run_id, owner=OWNER.get()
-                    )
+                mine = store.add_stage_row(
+                    session, lead_id=lead_id, stage=stage.value, run_id=run_id, owner=OWNER.get()
                 )
+                fresh = True
             elif mine.status == StageStatus.RUNNING and _held(deps, mine, now):
                 # Another delivery of this task is running right now (a redelivery after the
                 # visibility timeout, or a sweep): two copies must never both call a model.
@@ -103,13 +142,34 @@ def claim(deps: Deps, *, lead_id: int, run_id: str, stage: Stage) -> LeadView | 
                 mine.status = StageStatus.RUNNING
                 mine.started_at = now
                 mine.owner = OWNER.get()
+                fresh = False
             if lead.status == LeadStatus.QUEUED:
                 lead.status = LeadStatus.RUNNING
             outputs = {r.stage: dict(r.output) for r in rows if r.status in FINAL}
-            strategy = session.get_one(Campaign, lead.campaign_id).strategy
-            return _view(lead, run_id, outputs, strategy)
+            # The spend cap needs the lead's spend only once its value is known (after score).
+            spent = (
+                store.lead_spent(session, lead_id, run_id)
+                if lead.estimated_value_usd is not None
+                else None
+            )
+            view = _view(lead, run_id, outputs, strategy, fresh=fresh, spent=spent)
+            decided = quick(view) if quick is not None else None
+            if decided is not None:
+                _store_quick(lead, mine, decided, now)
+                return None
     except IntegrityError as exc:  # a duplicate delivery claimed the row a moment ago
         raise TransientError(f"{stage.value} for lead {lead_id} claimed concurrently") from exc
+    _PENDING.set(view.pending)
+    return view
+
+
+def _store_quick(lead: Lead, row: StageResult, decided: Finished, now: dt.datetime) -> None:
+    row.status, row.output, row.error = decided.status, decided.output, None
+    row.finished_at, row.owner = now, None
+    if lead.error and PARKED_PREFIX in lead.error:
+        lead.error = None
+    for key, value in decided.lead_updates.items():
+        setattr(lead, key, value)
 
 
 class StageBusy(TransientError):
@@ -149,17 +209,12 @@ def release(
     released. Returns True when a lease was released.
     """
     owner = owner or OWNER.get()
+    abandon_pending(deps)
     mine = StageResult.owner.is_(None) if owner is None else StageResult.owner == owner
     with deps.session_scope() as session:
-        row = session.scalars(
-            select(StageResult).where(
-                StageResult.lead_id == lead_id,
-                StageResult.run_id == run_id,
-                StageResult.stage == stage.value,
-                StageResult.status == StageStatus.RUNNING,
-                mine,
-            )
-        ).first()
+        row = store.stage_row(
+            session, lead_id=lead_id, run_id=run_id, stage=stage.value, running_owner=mine
+        )
         if row is None:
             return False
         row.started_at = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -167,7 +222,23 @@ def release(
         return True
 
 
-def _view(lead: Lead, run_id: str, outputs: dict[str, dict[str, Any]], strategy: str) -> LeadView:
+def abandon_pending(deps: Deps) -> None:
+    """This thread's stage did not finish: release its pending calls' reservations."""
+    pending = _PENDING.get()
+    if pending is not None:
+        _PENDING.set(None)
+        pending.abandon(deps.budget)
+
+
+def _view(
+    lead: Lead,
+    run_id: str,
+    outputs: dict[str, dict[str, Any]],
+    strategy: str,
+    *,
+    fresh: bool = False,
+    spent: Decimal | None = None,
+) -> LeadView:
     return LeadView(
         id=lead.id,
         campaign_id=lead.campaign_id,
@@ -187,6 +258,9 @@ def _view(lead: Lead, run_id: str, outputs: dict[str, dict[str, Any]], strategy:
         strategy=strategy,
         content_hash=lead.content_hash,
         outputs=outputs,
+        fresh=fresh,
+        spent_at_claim=spent,
+        pending=StageLedger(),
     )
 
 
@@ -199,40 +273,47 @@ def finish(
     status: StageStatus = StageStatus.DONE,
     lead_updates: dict[str, Any] | None = None,
 ) -> None:
-    """Store a stage's output (and any lead fields it decided) in one transaction."""
-    with deps.session_scope() as session:
-        row = session.scalars(
-            select(StageResult).where(
-                StageResult.lead_id == view.id,
-                StageResult.run_id == view.run_id,
-                StageResult.stage == stage.value,
-            )
-        ).one()
-        row.status = status
-        row.output = output
-        row.error = None
-        row.finished_at = dt.datetime.now(dt.UTC)
-        row.owner = None
-        lead = session.get_one(Lead, view.id)
-        if lead.error and PARKED_PREFIX in lead.error:  # the outage it waited out is over
-            lead.error = None
-        for key, value in (lead_updates or {}).items():
-            setattr(lead, key, value)
+    """Store a stage's output, the lead fields it decided and the stage's pending ledger rows
+    in one transaction."""
+    with finishing(deps, view) as session:
+        store.finish_stage(
+            session,
+            lead_id=view.id,
+            run_id=view.run_id,
+            stage=stage.value,
+            status=status,
+            output=output,
+            finished_at=dt.datetime.now(dt.UTC),
+            lead_updates=lead_updates or {},
+        )
+
+
+@contextmanager
+def finishing(deps: Deps, view: LeadView) -> Iterator[Session]:
+    """The stage's finishing transaction: its pending ledger rows are written in it, and their
+    reservations settled after its commit (released if it fails; the retry replays the
+    journal)."""
+    try:
+        with deps.session_scope() as session:
+            view.pending.write(session)
+            yield session
+    except BaseException:
+        view.pending.abandon(deps.budget)
+        raise
+    finally:
+        if _PENDING.get() is view.pending:
+            _PENDING.set(None)
+    view.pending.settle(deps.budget)
 
 
 def mark_failed(deps: Deps, *, lead_id: int, run_id: str, stage: Stage, error: str) -> None:
     """Record that ``stage`` gave up on a lead (retries exhausted or a permanent error)."""
+    abandon_pending(deps)
     with deps.session_scope() as session:
-        lead = session.get(Lead, lead_id)
+        lead = store.get_lead(session, lead_id)
         if lead is None:
             return
-        row = session.scalars(
-            select(StageResult).where(
-                StageResult.lead_id == lead_id,
-                StageResult.run_id == run_id,
-                StageResult.stage == stage.value,
-            )
-        ).first()
+        row = store.stage_row(session, lead_id=lead_id, run_id=run_id, stage=stage.value)
         if row is not None:
             row.status = StageStatus.FAILED
             row.error = error[:2000]
@@ -247,16 +328,10 @@ def mark_parked(deps: Deps, *, lead_id: int, run_id: str, stage: Stage, reason: 
     (or the database, or Redis) is back; ``leadpipe retry`` sends it again at once.
     """
     with deps.session_scope() as session:
-        lead = session.get(Lead, lead_id)
+        lead = store.get_lead(session, lead_id)
         if lead is None:
             return
-        row = session.scalars(
-            select(StageResult).where(
-                StageResult.lead_id == lead_id,
-                StageResult.run_id == run_id,
-                StageResult.stage == stage.value,
-            )
-        ).first()
+        row = store.stage_row(session, lead_id=lead_id, run_id=run_id, stage=stage.value)
         if row is not None:
             row.error = f"{PARKED_PREFIX}{reason}"[:2000]
         lead.error = f"{stage.value}: {PARKED_PREFIX}{reason}"[:2000]

@@ -56,7 +56,7 @@ def _site_text(deps: Deps, view: LeadView) -> tuple[str, str | None, list[str]]:
     if not view.website:
         return "", "no website", []
     try:
-        pages = fetch_site(view.website, deps.web_policy)
+        pages = fetch_site(view.website, deps.web_policy, client=deps.web_client)
     except FetchRefused as exc:  # a forbidden or missing site is a fact about the lead
         return "", str(exc), []
     text = "\n\n".join(p.text for p in pages if p.text)

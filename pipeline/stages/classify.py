@@ -9,8 +9,13 @@ from pipeline.deps import Deps
 from pipeline.errors import NoValidAnswer
 from pipeline.llm.gateway import call_model
 from pipeline.llm.prompts import render
-from pipeline.stages._common import claim, finish
-from pipeline.stages.classifier import CONFIDENT, INDUSTRY_KEYWORDS, classify_by_rules
+from pipeline.stages._common import Finished, LeadView, claim, finish
+from pipeline.stages.classifier import (
+    CONFIDENT,
+    INDUSTRY_KEYWORDS,
+    RuleClassification,
+    classify_by_rules,
+)
 from pipeline.stages.policy import route_request
 
 INDUSTRIES = frozenset({*INDUSTRY_KEYWORDS, "other"})
@@ -20,9 +25,25 @@ SEGMENTS = frozenset({"smb", "mid_market", "enterprise"})
 
 def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
     """Classify one lead: keyword rules when confident (seed 001), a cheap model otherwise."""
-    view = claim(deps, lead_id=lead_id, run_id=run_id, stage=Stage.CLASSIFY)
-    if view is None:
+    view = claim(deps, lead_id=lead_id, run_id=run_id, stage=Stage.CLASSIFY, quick=_by_rules)
+    if view is None:  # finished before, or by the rules in the claim's own transaction
         return
+    rules, output = _rules(view)
+    if rules.confidence < CONFIDENT:
+        prompt = render("classify", lead=view.prompt_data())
+        request = route_request(deps, view, Stage.CLASSIFY, prompt)
+        chain = deps.routing.route(Stage.CLASSIFY, request)
+        try:
+            result = call_model(deps, view.context(Stage.CLASSIFY), prompt, chain)
+        except NoValidAnswer as exc:  # every model broke the contract: the rules' answer stands
+            output.update(source="rules-fallback", fallback_reason=str(exc)[:1000])
+        else:
+            output = parse_classification(result.data)
+            output.update(source="llm", model=result.route.ref, rules_confidence=rules.confidence)
+    finish(deps, view, Stage.CLASSIFY, output, lead_updates=_lead_fields(output))
+
+
+def _rules(view: LeadView) -> tuple[RuleClassification, dict[str, Any]]:
     rules = classify_by_rules(
         industry_hint=view.industry,
         company=view.company,
@@ -37,24 +58,19 @@ def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
         "confidence": rules.confidence,
         "source": "rules",
     }
+    return rules, output
+
+
+def _by_rules(view: LeadView) -> Finished | None:
+    """Confident keyword rules decide the stage inside its claim (no model, one transaction)."""
+    rules, output = _rules(view)
     if rules.confidence < CONFIDENT:
-        prompt = render("classify", lead=view.prompt_data())
-        request = route_request(deps, view, Stage.CLASSIFY, prompt)
-        chain = deps.routing.route(Stage.CLASSIFY, request)
-        try:
-            result = call_model(deps, view.context(Stage.CLASSIFY), prompt, chain)
-        except NoValidAnswer as exc:  # every model broke the contract: the rules' answer stands
-            output.update(source="rules-fallback", fallback_reason=str(exc)[:1000])
-        else:
-            output = parse_classification(result.data)
-            output.update(source="llm", model=result.route.ref, rules_confidence=rules.confidence)
-    finish(
-        deps,
-        view,
-        Stage.CLASSIFY,
-        output,
-        lead_updates={k: output[k] for k in ("industry", "intent", "segment")},
-    )
+        return None
+    return Finished(output, lead_updates=_lead_fields(output))
+
+
+def _lead_fields(output: dict[str, Any]) -> dict[str, Any]:
+    return {k: output[k] for k in ("industry", "intent", "segment")}
 
 
 def parse_classification(data: dict[str, Any]) -> dict[str, Any]:

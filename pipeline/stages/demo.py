@@ -7,17 +7,20 @@ from pipeline.deps import Deps
 from pipeline.errors import NoValidAnswer
 from pipeline.llm.gateway import call_model
 from pipeline.llm.prompts import render
-from pipeline.stages._common import claim, finish
+from pipeline.stages._common import Finished, LeadView, claim, finish
 from pipeline.stages.policy import route_request
 
 
 def run(deps: Deps, *, lead_id: int, run_id: str) -> None:
     """Write a demo page when the lead's tier is one of ``deps.demo_tiers``; else skip."""
-    view = claim(deps, lead_id=lead_id, run_id=run_id, stage=Stage.DEMO)
+
+    def skip(view: LeadView) -> Finished | None:  # decided inside the claim's transaction
+        if view.tier in deps.demo_tiers:
+            return None
+        return Finished({"reason": f"tier {view.tier}"}, status=StageStatus.SKIPPED)
+
+    view = claim(deps, lead_id=lead_id, run_id=run_id, stage=Stage.DEMO, quick=skip)
     if view is None:
-        return
-    if view.tier not in deps.demo_tiers:
-        finish(deps, view, Stage.DEMO, {"reason": f"tier {view.tier}"}, status=StageStatus.SKIPPED)
         return
     analysis = view.outputs.get(Stage.ANALYZE.value, {})
     prompt = render("demo", lead=view.prompt_data(), analysis=_brief(analysis))

@@ -6,12 +6,11 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
-
-from db.enums import CallStatus, EmailStatus, LeadStatus, Stage, StageStatus
-from db.models import Email, Lead, LLMCall, ReviewItem, StageResult
+from db.enums import EmailStatus, LeadStatus, Stage, StageStatus
+from db.models import Email, Lead, ReviewItem
 from pipeline.deps import Deps
-from pipeline.stages._common import LeadView
+from pipeline.stages import store
+from pipeline.stages._common import LeadView, finishing
 
 
 def record_verdict(
@@ -25,7 +24,7 @@ def record_verdict(
     overall = verdict["overall"]
     quality = Decimal(str(overall)) if overall is not None else None
     status = EmailStatus.APPROVED if verdict["passed"] else EmailStatus.HELD
-    with deps.session_scope() as session:
+    with finishing(deps, view) as session:
         email = Email(
             lead_id=view.id,
             run_id=view.run_id,
@@ -39,7 +38,7 @@ def record_verdict(
             status=status,
         )
         session.add(email)
-        session.flush()
+        session.flush()  # the email's id, and the stage's pending ledger rows for _set_quality
         if status is EmailStatus.HELD:
             reason = _hold_reason(verdict)
             session.add(ReviewItem(email_id=email.id, lead_id=view.id, reason=reason))
@@ -47,13 +46,9 @@ def record_verdict(
             _set_quality(session, view, candidate.get("call_key"), scored["overall"])
         if verdict.get("escalated"):
             _set_quality(session, view, "escalation", verdict["overall"])
-        row = session.scalars(
-            select(StageResult).where(
-                StageResult.lead_id == view.id,
-                StageResult.run_id == view.run_id,
-                StageResult.stage == Stage.JUDGE.value,
-            )
-        ).one()
+        row = store.stage_row(session, lead_id=view.id, run_id=view.run_id, stage=Stage.JUDGE.value)
+        if row is None:  # claimed in this run by the judge itself: cannot be missing
+            raise LookupError(f"lead {view.id}: no judge stage row in run {view.run_id}")
         row.status, row.output = StageStatus.DONE, verdict
         row.finished_at = dt.datetime.now(dt.UTC)
         lead = session.get_one(Lead, view.id)
@@ -74,8 +69,4 @@ def _set_quality(session: Any, view: LeadView, call_key: str | None, score: floa
     if not call_key or score is None:
         return
     key = view.context(Stage.PERSONALIZE, call_key).journal_key
-    session.execute(
-        update(LLMCall)
-        .where(LLMCall.journal_key == key, LLMCall.status == CallStatus.OK)
-        .values(quality_score=Decimal(str(score)))
-    )
+    store.set_call_quality(session, key, Decimal(str(score)))

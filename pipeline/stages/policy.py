@@ -10,13 +10,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
-
 from db.enums import Stage
-from db.models import LLMCall
 from pipeline.deps import Deps
 from pipeline.llm.routing import RouteRequest, Strategy, complexity_shift
 from pipeline.models import Prompt
+from pipeline.stages import store
 from pipeline.stages._common import LeadView
 from pipeline.value import has_enterprise_tech
 
@@ -44,14 +42,11 @@ def throttle_level(deps: Deps) -> int:
 
 
 def lead_spent(deps: Deps, view: LeadView) -> Decimal:
-    """What this lead's run has cost so far, from the ledger."""
+    """What this lead's run has cost so far: the ledger at the claim plus this stage's calls."""
+    if view.spent_at_claim is not None:
+        return view.spent_at_claim + view.pending.spent
     with deps.session_scope() as session:
-        spent = session.scalar(
-            select(func.coalesce(func.sum(LLMCall.cost_usd), 0)).where(
-                LLMCall.lead_id == view.id, LLMCall.run_id == view.run_id
-            )
-        )
-    return Decimal(spent or 0)
+        return store.lead_spent(session, view.id, view.run_id)
 
 
 def spend_cap(deps: Deps, view: LeadView) -> Decimal | None:

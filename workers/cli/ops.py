@@ -44,6 +44,7 @@ def worker(
     from workers.cli.doctor import database_checks, provider_check, warn_if_not_ready
 
     warn_if_not_ready([*database_checks(settings), provider_check(settings)])
+    app.conf.worker_concurrency = concurrency or settings.worker_concurrency  # pool size
     argv = [
         "worker",
         "-Q",
