@@ -1,4 +1,7 @@
-"""SQL of the batch path: pending requests, groups and their leases (tables in db/models.py)."""
+"""SQL of the batch path: pending requests, groups and their leases (tables in db/models.py),
+the ledger look-ups of the collector and the provider-batch poll, and each lead's deadline terms.
+Adding rows and changing loaded ones (the ORM's unit of work) stay with the collector's logic.
+"""
 
 from __future__ import annotations
 
