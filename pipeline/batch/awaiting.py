@@ -21,10 +21,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy import select
 
-from db.enums import CallStatus
-from db.models import BatchGroup, BatchRequest, LLMCall
 from pipeline.batch import store
 from pipeline.batch.backend import BatchItemResult
 from pipeline.batch.collector import Collected, _Answers, _apply, _Pending, _price, _to_sync
@@ -54,16 +51,8 @@ class AwaitingGroups:
         """Every ``awaiting`` group, with the earliest deadline of its waiting leads."""
         found = []
         with self._deps.session_scope() as session:
-            groups = session.scalars(
-                select(BatchGroup).where(BatchGroup.status == AWAITING).order_by(BatchGroup.id)
-            ).all()
-            for group in groups:
-                leads = session.scalars(
-                    select(BatchRequest.lead_id).where(
-                        BatchRequest.group_id == group.id, BatchRequest.status == store.GROUPED
-                    )
-                ).all()
-                due = deadlines(session, [lead for lead in leads if lead is not None])
+            for group in store.groups_with_status(session, AWAITING):
+                due = deadlines(session, store.grouped_lead_ids(session, group.id))
                 found.append(
                     OpenBatch(
                         group_id=group.id,
@@ -118,22 +107,12 @@ class AwaitingGroups:
 
     def _waiting(self, batch: OpenBatch) -> dict[str, _Pending]:
         with self._deps.session_scope() as session:
-            rows = session.scalars(
-                select(BatchRequest).where(
-                    BatchRequest.group_id == batch.group_id,
-                    BatchRequest.status == store.GROUPED,
-                )
-            ).all()
+            rows = store.grouped_requests(session, batch.group_id)
             return {row.request_id: _Pending.of(row) for row in rows}
 
     def _answered(self, request_id: str) -> bool:
         with self._deps.session_scope() as session:
-            found = session.scalar(
-                select(LLMCall.id)
-                .where(LLMCall.journal_key == request_id, LLMCall.status == CallStatus.OK)
-                .limit(1)
-            )
-        return found is not None
+            return store.answered_in_ledger(session, request_id)
 
     def _ref(self, item: _Pending) -> str:
         return f"{item.payload['provider']}:{item.payload['model']}"
@@ -161,7 +140,5 @@ class AwaitingGroups:
         with self._deps.session_scope() as session:
             store.finish_requests(session, ids, store.DONE, error)
             if resume:
-                rows = session.scalars(
-                    select(BatchRequest).where(BatchRequest.request_id.in_(ids))
-                ).all()
-                self.done.resumes += store.resumes(session, list(rows))
+                rows = store.requests_by_id(session, ids)
+                self.done.resumes += store.resumes(session, rows)

@@ -27,11 +27,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from db.enums import CallStatus, Stage
-from db.models import BatchGroup, BatchRequest, LLMCall
+from db.models import BatchRequest, LLMCall
 from pipeline import metrics
 from pipeline.batch import store
 from pipeline.batch.backend import BatchBackend, BatchItem, BatchItemResult
@@ -93,7 +92,9 @@ def divert(deps: Deps, ctx: CallContext, prompt: Prompt, route: Route, request: 
         with deps.session_scope() as session:
             row = store.find(session, rid)
             if row is None:
-                if endpoint_down(deps.redis, route.provider) or _in_ledger(session, rid):
+                if endpoint_down(deps.redis, route.provider) or store.answered_in_ledger(
+                    session, rid
+                ):
                     return
                 if not _may_wait(deps, session, ctx, route):
                     return
@@ -166,16 +167,6 @@ def _new_request(ctx: CallContext, prompt: Prompt, route: Route, request: LLMReq
     )
 
 
-def _in_ledger(session: Any, request_id: str) -> bool:
-    """An earlier successful call under this journal key (the sync path answered it)."""
-    found = session.scalar(
-        select(LLMCall.id)
-        .where(LLMCall.journal_key == request_id, LLMCall.status == CallStatus.OK)
-        .limit(1)
-    )
-    return found is not None
-
-
 def endpoint_down(client: Redis | None, provider: str) -> bool:
     if client is None:
         return False
@@ -243,7 +234,8 @@ def collect(
     while True:
         with deps.session_scope() as session:
             backlog = store.backlog(session, stage, ref)
-            recent = _recent_group(session, stage, ref, policy.window_s * 2)
+            since = store.now() - dt.timedelta(seconds=policy.window_s * 2)
+            recent = store.group_formed_since(session, stage, ref, since)
         if backlog.count == 0 or backlog.oldest is None:
             return done
         age = (store.now() - backlog.oldest).total_seconds()
@@ -284,20 +276,6 @@ def _dead(client: Redis | None, holder: str, me: str) -> bool:
     if client is None or holder == me or worker.count(":") < 2 or worker == worker_id():
         return False
     return not client.exists(heartbeat_key(worker))
-
-
-def _recent_group(session: Any, stage: str, ref: str, within_s: float) -> bool:
-    since = store.now() - dt.timedelta(seconds=within_s)
-    found = session.scalar(
-        select(BatchGroup.id)
-        .where(
-            BatchGroup.stage == stage,
-            BatchGroup.model_ref == ref,
-            BatchGroup.created_at >= since,
-        )
-        .limit(1)
-    )
-    return found is not None
 
 
 def default_backend(
@@ -383,7 +361,7 @@ def _process(
             # Beat's ``batch.provider_poll`` collects it, or flips it to sync in time.
             with deps.session_scope() as session:
                 store.finish_requests(session, [i.request_id for i in finished], store.DONE, None)
-                rows = _rows(session, [p.request_id for p in finished])
+                rows = store.requests_by_id(session, [p.request_id for p in finished])
                 done.resumes += store.resumes(session, rows)
             return
         results, sendable = None, []
@@ -396,7 +374,8 @@ def _process(
     with deps.session_scope() as session:
         store.finish_requests(session, [i.request_id for i in finished], store.DONE, None)
         store.finish_group(session, group_id, status, backend=_name(backend))
-        done.resumes += store.resumes(session, _rows(session, [p.request_id for p in finished]))
+        rows = store.requests_by_id(session, [p.request_id for p in finished])
+        done.resumes += store.resumes(session, rows)
 
 
 class _Lease:
@@ -576,17 +555,7 @@ def _submit_provider(
         _settle_all(deps, holds)  # nothing answered yet: every reservation is released
         holds.clear()
     with deps.session_scope() as session:
-        session.execute(
-            update(BatchGroup)
-            .where(BatchGroup.id == group_id)
-            .values(
-                status=AWAITING,
-                handle=handle,
-                backend=backend.name,
-                submitted_at=store.now(),
-                lease_owner=None,
-            )
-        )
+        store.hand_to_provider(session, group_id, AWAITING, handle, backend.name)
     log.info("provider_batch_submitted", group=group_id, handle=handle, size=len(items))
     return True
 
@@ -609,16 +578,9 @@ def _to_sync(deps: Deps, items: Sequence[_Pending], reason: str, done: Collected
     """These requests go back to the sync path; their leads continue (and call the gateway)."""
     with deps.session_scope() as session:
         store.finish_requests(session, [i.request_id for i in items], store.SYNC, reason[:2000])
-        done.resumes += store.resumes(session, _rows(session, [i.request_id for i in items]))
+        rows = store.requests_by_id(session, [i.request_id for i in items])
+        done.resumes += store.resumes(session, rows)
     done.to_sync += len(items)
-
-
-def _rows(session: Any, request_ids: Sequence[str]) -> list[BatchRequest]:
-    if not request_ids:
-        return []
-    return list(
-        session.scalars(select(BatchRequest).where(BatchRequest.request_id.in_(request_ids)))
-    )
 
 
 def _name(backend: BatchBackend | None) -> str:
@@ -630,7 +592,7 @@ def _recover_all(deps: Deps, items: Sequence[_Pending]) -> list[_Pending]:
     writing its rows (written now, from the journal, at the catalogue price)."""
     ids = [i.request_id for i in items]
     with deps.session_scope() as session:
-        known = set(session.scalars(select(LLMCall.request_id).where(LLMCall.request_id.in_(ids))))
+        known = store.in_ledger(session, ids)
     found, rows = [], []
     for item in items:
         if item.request_id in known:

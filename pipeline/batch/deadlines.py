@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Batch, Campaign, Lead
+from pipeline.batch import store
 from pipeline.batch.planner import lead_deadline
 
 
@@ -17,14 +16,9 @@ def deadlines(session: Session, lead_ids: Iterable[int]) -> dict[int, dt.datetim
     ids = sorted(set(lead_ids))
     if not ids:
         return {}
-    rows = session.execute(
-        select(Lead.id, Campaign.send_by, Campaign.send_within_s, Batch.created_at)
-        .join(Campaign, Campaign.id == Lead.campaign_id)
-        .join(Batch, Batch.id == Lead.batch_id)
-        .where(Lead.id.in_(ids))
-    ).all()
     return {
-        lead: lead_deadline(send_by, within, created) for lead, send_by, within, created in rows
+        row.lead_id: lead_deadline(row.send_by, row.send_within_s, row.batch_created_at)
+        for row in store.lead_windows(session, ids)
     }
 
 

@@ -1,4 +1,7 @@
-"""SQL of the batch path: pending requests, groups and their leases (tables in db/models.py)."""
+"""SQL of the batch path: pending requests, groups and their leases (tables in db/models.py),
+the ledger look-ups of the collector and the provider-batch poll, and each lead's deadline terms.
+Adding rows and changing loaded ones (the ORM's unit of work) stay with the collector's logic.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from db.models import Batch, BatchGroup, BatchRequest, Lead
+from db.enums import CallStatus
+from db.models import Batch, BatchGroup, BatchRequest, Campaign, Lead, LLMCall
 
 PENDING = "pending"
 GROUPED = "grouped"
@@ -44,6 +48,17 @@ class Backlog:
     oldest: dt.datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class LeadWindow:
+    """What a lead's deadline is made of: its campaign's send-by time and per-batch window, and
+    when its batch came in."""
+
+    lead_id: int
+    send_by: dt.datetime | None
+    send_within_s: int | None
+    batch_created_at: dt.datetime
+
+
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -57,6 +72,64 @@ def find(session: Session, request_id: str) -> BatchRequest | None:
     return session.scalars(
         select(BatchRequest).where(BatchRequest.request_id == request_id)
     ).first()
+
+
+def requests_by_id(session: Session, request_ids: Sequence[str]) -> list[BatchRequest]:
+    """The requests with these ids (any status)."""
+    if not request_ids:
+        return []
+    return list(
+        session.scalars(select(BatchRequest).where(BatchRequest.request_id.in_(request_ids)))
+    )
+
+
+def grouped_requests(session: Session, group_id: str) -> list[BatchRequest]:
+    """The requests of a group still waiting in it (``grouped``)."""
+    return list(
+        session.scalars(
+            select(BatchRequest).where(
+                BatchRequest.group_id == group_id, BatchRequest.status == GROUPED
+            )
+        ).all()
+    )
+
+
+def grouped_lead_ids(session: Session, group_id: str) -> list[int]:
+    """The leads of the requests still waiting in a group."""
+    leads = session.scalars(
+        select(BatchRequest.lead_id).where(
+            BatchRequest.group_id == group_id, BatchRequest.status == GROUPED
+        )
+    ).all()
+    return [lead for lead in leads if lead is not None]
+
+
+def answered_in_ledger(session: Session, request_id: str) -> bool:
+    """An earlier successful call under this journal key (the sync path answered it)."""
+    found = session.scalar(
+        select(LLMCall.id)
+        .where(LLMCall.journal_key == request_id, LLMCall.status == CallStatus.OK)
+        .limit(1)
+    )
+    return found is not None
+
+
+def in_ledger(session: Session, request_ids: Sequence[str]) -> set[str]:
+    """Which of these request ids already have a ledger row (any status)."""
+    return set(
+        session.scalars(select(LLMCall.request_id).where(LLMCall.request_id.in_(request_ids)))
+    )
+
+
+def lead_windows(session: Session, lead_ids: Sequence[int]) -> list[LeadWindow]:
+    """Each lead's campaign send-by time and window, and its batch's arrival."""
+    rows = session.execute(
+        select(Lead.id, Campaign.send_by, Campaign.send_within_s, Batch.created_at)
+        .join(Campaign, Campaign.id == Lead.campaign_id)
+        .join(Batch, Batch.id == Lead.batch_id)
+        .where(Lead.id.in_(lead_ids))
+    ).all()
+    return [LeadWindow(*row) for row in rows]
 
 
 def in_flight(session: Session, row: BatchRequest) -> bool:
@@ -91,6 +164,29 @@ def waiting_keys(session: Session) -> list[tuple[str, str]]:
         .distinct()
     ).all()
     return sorted({(s, m) for s, m in (*pending, *groups)})
+
+
+def groups_with_status(session: Session, status: str) -> list[BatchGroup]:
+    """Every group in ``status``, oldest id first."""
+    return list(
+        session.scalars(
+            select(BatchGroup).where(BatchGroup.status == status).order_by(BatchGroup.id)
+        ).all()
+    )
+
+
+def group_formed_since(session: Session, stage: str, ref: str, since: dt.datetime) -> bool:
+    """Was a group of (stage, model) formed at or after ``since``?"""
+    found = session.scalar(
+        select(BatchGroup.id)
+        .where(
+            BatchGroup.stage == stage,
+            BatchGroup.model_ref == ref,
+            BatchGroup.created_at >= since,
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 def new_group(
@@ -237,6 +333,24 @@ def mark_submitted(session: Session, group_id: str, handle: str, backend: str) -
         update(BatchGroup)
         .where(BatchGroup.id == group_id)
         .values(status=SUBMITTED, handle=handle, backend=backend, submitted_at=now())
+    )
+
+
+def hand_to_provider(
+    session: Session, group_id: str, status: str, handle: str, backend: str
+) -> None:
+    """A group submitted to a provider batch API: ``status`` (awaiting), no lease holder (the
+    beat's poll collects it, never the take-over)."""
+    session.execute(
+        update(BatchGroup)
+        .where(BatchGroup.id == group_id)
+        .values(
+            status=status,
+            handle=handle,
+            backend=backend,
+            submitted_at=now(),
+            lease_owner=None,
+        )
     )
 
 

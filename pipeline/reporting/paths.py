@@ -12,29 +12,19 @@ open past it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from db.enums import LeadStatus
-from db.models import Batch, BatchRequest, Campaign, Lead, LLMCall
 from pipeline.batch.planner import deadline_held, lead_deadline
 from pipeline.llm.catalog import Catalog
 from pipeline.models import Usage
+from pipeline.reporting import store
 
 CENT = Decimal("0.000001")
-BATCH_MARK = "batch"
-FLIP_MARK = "flipped to sync: "
-"""How ``pipeline/batch/awaiting.py`` marks a request taken back from a provider batch."""
 FINISHED = (LeadStatus.COMPLETED, LeadStatus.HELD, LeadStatus.FAILED)
-
-
-def _is_batch() -> Any:
-    reason = LLMCall.routing_reason
-    return or_(reason == BATCH_MARK, reason.like(f"%;{BATCH_MARK}"))
 
 
 def batch_vs_sync(
@@ -46,12 +36,9 @@ def batch_vs_sync(
 ) -> list[dict[str, Any]]:
     """One entry per campaign with ledger rows or a deadline (``report --json``
     ``batch_vs_sync``)."""
-    stmt = select(Campaign).order_by(Campaign.id)
-    if campaign_id is not None:
-        stmt = stmt.where(Campaign.id == campaign_id)
     moment = now or dt.datetime.now(dt.UTC)
     found = []
-    for campaign in session.scalars(stmt).all():
+    for campaign in store.campaign_deadlines(session, campaign_id=campaign_id):
         paths = _paths(session, catalog, campaign.id)
         due = _deadline(session, campaign, moment)
         if paths["batch"]["calls"] or paths["sync"]["calls"] or due["leads_due"]:
@@ -61,7 +48,7 @@ def batch_vs_sync(
                     "send_by": campaign.send_by.isoformat() if campaign.send_by else None,
                     "send_within_s": campaign.send_within_s,
                     **paths,
-                    "flipped_to_sync": _flipped(session, campaign.id),
+                    "flipped_to_sync": store.flipped_request_count(session, campaign.id),
                     "deadline": due,
                 }
             )
@@ -69,23 +56,10 @@ def batch_vs_sync(
 
 
 def _paths(session: Session, catalog: Catalog, campaign_id: int) -> dict[str, Any]:
-    rows: Sequence[Any] = session.execute(
-        select(
-            _is_batch().label("batch"),
-            LLMCall.provider,
-            LLMCall.model,
-            func.count(),
-            func.sum(LLMCall.prompt_tokens),
-            func.sum(LLMCall.completion_tokens),
-            func.sum(LLMCall.cost_usd),
-        )
-        .where(LLMCall.campaign_id == campaign_id)
-        .group_by("batch", LLMCall.provider, LLMCall.model)
-    ).all()
     calls = {True: 0, False: 0}
     cost = {True: Decimal(0), False: Decimal(0)}
     listed = Decimal(0)
-    for is_batch, provider, model, n, p_tok, c_tok, spent in rows:
+    for is_batch, provider, model, n, p_tok, c_tok, spent in store.path_calls(session, campaign_id):
         key = bool(is_batch)
         calls[key] += int(n)
         cost[key] += Decimal(spent or 0)
@@ -104,27 +78,13 @@ def _paths(session: Session, catalog: Catalog, campaign_id: int) -> dict[str, An
     }
 
 
-def _flipped(session: Session, campaign_id: int) -> int:
-    """Requests taken back from a late provider batch (or one whose deadline came near)."""
-    found = session.scalar(
-        select(func.count(BatchRequest.id)).where(
-            BatchRequest.campaign_id == campaign_id,
-            BatchRequest.error.like(f"{FLIP_MARK}%"),
-        )
-    )
-    return int(found or 0)
-
-
-def _deadline(session: Session, campaign: Campaign, now: dt.datetime) -> dict[str, Any]:
+def _deadline(
+    session: Session, campaign: store.CampaignDeadline, now: dt.datetime
+) -> dict[str, Any]:
     counts = {"leads_due": 0, "on_time": 0, "late": 0, "open_past_deadline": 0}
     if campaign.send_by is None and campaign.send_within_s is None:
         return {**counts, "held": None}
-    rows = session.execute(
-        select(Lead.status, Lead.updated_at, Batch.created_at)
-        .join(Batch, Batch.id == Lead.batch_id)
-        .where(Lead.campaign_id == campaign.id)
-    ).all()
-    for status, updated, created in rows:
+    for status, updated, created in store.lead_timings(session, campaign.id):
         deadline = lead_deadline(campaign.send_by, campaign.send_within_s, created)
         if deadline is None:
             continue

@@ -1,25 +1,31 @@
 """The reporting capability's data access: every read the report, its quality sections, the
-outcome counts and the HTML page make of the ledger (``llm_calls``), leads, emails, review items
-and outcomes. Read-only; functions take a ``Session`` and return plain tuples and numbers.
+outcome counts, the HTML page and the batch-vs-sync section make of the ledger (``llm_calls``),
+leads, emails, review items, outcomes, campaigns and batch requests. Read-only; functions take
+a ``Session`` and return plain tuples and numbers.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, Integer, cast, extract, func, select
+from sqlalchemy import BigInteger, Integer, cast, extract, func, or_, select
 from sqlalchemy.orm import Session
 
 from db.enums import EmailStatus, LeadStatus, ReviewStatus
-from db.models import Campaign, Email, Lead, LLMCall, Outcome, ReviewItem
+from db.models import Batch, BatchRequest, Campaign, Email, Lead, LLMCall, Outcome, ReviewItem
 from pipeline.liveness import PARKED_PREFIX
 
 IN_PROGRESS = (LeadStatus.QUEUED, LeadStatus.RUNNING)
 # A parked lead keeps an in-progress status; its error says ``stage: parked: ...``.
 _PARKED_LEAD = Lead.status.in_(IN_PROGRESS) & Lead.error.contains(PARKED_PREFIX)
+BATCH_MARK = "batch"
+"""The last part of the routing reason of a ledger row answered through a batch."""
+FLIP_MARK = "flipped to sync: "
+"""How ``pipeline/batch/awaiting.py`` marks a request taken back from a provider batch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,35 @@ class StageCost(NamedTuple):
     cost_usd: Decimal | None
     prompt_tokens: int | None
     completion_tokens: int | None
+
+
+class CampaignDeadline(NamedTuple):
+    """A campaign and its deadline terms (send-by time and/or per-batch window)."""
+
+    id: int
+    name: str
+    send_by: dt.datetime | None
+    send_within_s: int | None
+
+
+class PathCalls(NamedTuple):
+    """Ledger rows of one campaign on one path (batch or sync) and model, summed."""
+
+    batch: bool
+    provider: str
+    model: str
+    calls: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: Decimal | None
+
+
+class LeadTiming(NamedTuple):
+    """A lead's status, when it last changed and when its batch came in."""
+
+    status: str
+    updated_at: dt.datetime
+    batch_created_at: dt.datetime
 
 
 def campaign_id(session: Session, name: str) -> int | None:
@@ -252,3 +287,61 @@ def spend_by_bucket(session: Session, *, bucket_s: int) -> list[tuple[int, Decim
     start = epoch - epoch % bucket_s
     stmt = select(start, func.sum(LLMCall.cost_usd)).group_by(start).order_by(start)
     return [(s, cost) for s, cost in session.execute(stmt).tuples()]
+
+
+# --- batch vs sync --------------------------------------------------------------------------------
+
+
+def _is_batch() -> Any:
+    reason = LLMCall.routing_reason
+    return or_(reason == BATCH_MARK, reason.like(f"%;{BATCH_MARK}"))
+
+
+def campaign_deadlines(session: Session, *, campaign_id: int | None) -> list[CampaignDeadline]:
+    """Every campaign (or the one given) with its deadline terms, by id."""
+    stmt = select(Campaign.id, Campaign.name, Campaign.send_by, Campaign.send_within_s).order_by(
+        Campaign.id
+    )
+    if campaign_id is not None:
+        stmt = stmt.where(Campaign.id == campaign_id)
+    return [CampaignDeadline(*row) for row in session.execute(stmt).all()]
+
+
+def path_calls(session: Session, campaign_id: int) -> list[PathCalls]:
+    """A campaign's ledger grouped by path (batch or sync), provider and model."""
+    rows = session.execute(
+        select(
+            _is_batch().label("batch"),
+            LLMCall.provider,
+            LLMCall.model,
+            func.count(),
+            func.sum(LLMCall.prompt_tokens),
+            func.sum(LLMCall.completion_tokens),
+            func.sum(LLMCall.cost_usd),
+        )
+        .where(LLMCall.campaign_id == campaign_id)
+        .group_by("batch", LLMCall.provider, LLMCall.model)
+    ).all()
+    return [PathCalls(*row) for row in rows]
+
+
+def flipped_request_count(session: Session, campaign_id: int) -> int:
+    """A campaign's requests taken back from a late provider batch (or one whose deadline came
+    near)."""
+    found = session.scalar(
+        select(func.count(BatchRequest.id)).where(
+            BatchRequest.campaign_id == campaign_id,
+            BatchRequest.error.like(f"{FLIP_MARK}%"),
+        )
+    )
+    return int(found or 0)
+
+
+def lead_timings(session: Session, campaign_id: int) -> list[LeadTiming]:
+    """Status, last change and batch arrival of every lead of a campaign."""
+    rows = session.execute(
+        select(Lead.status, Lead.updated_at, Batch.created_at)
+        .join(Batch, Batch.id == Lead.batch_id)
+        .where(Lead.campaign_id == campaign_id)
+    ).all()
+    return [LeadTiming(*row) for row in rows]
