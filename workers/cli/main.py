@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,8 +13,8 @@ import typer
 from rich.console import Console
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.campaigns.batches import batch_progress, create_batch, find_enqueued, hash_file
-from pipeline.ingest.leads import LeadFileError, ParseResult, parse_lead_file
+from pipeline.campaigns.batches import batch_progress, find_enqueued, hash_file, store_stream
+from pipeline.ingest.leads import LeadFileError, LeadRecord, LeadStream, open_lead_file
 from pipeline.llm.routing import Strategy
 from pipeline.settings import Settings, get_settings
 from workers.cli import budget as cli_budget
@@ -80,24 +82,44 @@ def _root(
     _debug["on"] = debug
 
 
-def _parse_or_exit(path: Path) -> ParseResult:
+def _file_error_exit(exc: LeadFileError | OSError, path: Path) -> typer.Exit:
+    """Print a whole-file problem (one line) and return the exit to raise (code 2)."""
+    text = str(exc) if isinstance(exc, LeadFileError) else f"{path}: {exc.strerror}"
+    err.print(f"error: {text}", markup=False, highlight=False)
+    return typer.Exit(2)
+
+
+def _open_or_exit(path: Path) -> LeadStream:
     try:
-        return parse_lead_file(path)
-    except LeadFileError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
-    except OSError as exc:
-        err.print(f"error: {path}: {exc.strerror}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
+        return open_lead_file(path)
+    except (LeadFileError, OSError) as exc:
+        raise _file_error_exit(exc, path) from None
 
 
-def _document(parsed: ParseResult, batch_id: str | None) -> dict[str, Any]:
+def _first_or_exit(leads: Iterator[LeadRecord], path: Path) -> LeadRecord | None:
+    """The first good lead (None: none at all); a problem with the whole file exits with 2."""
+    try:
+        return next(leads, None)
+    except (LeadFileError, OSError) as exc:
+        raise _file_error_exit(exc, path) from None
+
+
+def _drain_or_exit(leads: Iterator[LeadRecord], path: Path) -> None:
+    """Read the rest of a stream for its counts, rejects and warnings (leads are dropped)."""
+    try:
+        for _ in leads:
+            pass
+    except (LeadFileError, OSError) as exc:
+        raise _file_error_exit(exc, path) from None
+
+
+def _document(stream: LeadStream, batch_id: str | None) -> dict[str, Any]:
     return {
         "batch_id": batch_id,
-        "accepted": len(parsed.leads),
-        "rejected": len(parsed.rejects),
-        "rejects": [{"row": r.row, "reason": r.reason} for r in parsed.rejects],
-        "warnings": [{"row": w.row, "reason": w.reason} for w in parsed.warnings],
+        "accepted": stream.accepted,
+        "rejected": len(stream.rejects),
+        "rejects": [{"row": r.row, "reason": r.reason} for r in stream.rejects],
+        "warnings": [{"row": w.row, "reason": w.reason} for w in stream.warnings],
     }
 
 
@@ -114,13 +136,14 @@ def _print_summary(doc: dict[str, Any]) -> None:
 @app.command()
 def validate(path: Path, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Check a CRM export (CSV or JSONL) without enqueueing anything or needing any service."""
-    parsed = _parse_or_exit(path)
-    doc = _document(parsed, None)
+    stream = _open_or_exit(path)
+    _drain_or_exit(iter(stream), path)
+    doc = _document(stream, None)
     if as_json:
         sys.stdout.write(json.dumps(doc) + "\n")
     else:
         _print_summary(doc)
-    raise typer.Exit(0 if parsed.leads else 1)
+    raise typer.Exit(0 if stream.accepted else 1)
 
 
 @app.command()
@@ -162,25 +185,42 @@ def enqueue(
         err.print(notice, markup=False, highlight=False)
     cli_doctor.warn_if_not_ready([cli_doctor.provider_check(get_settings())])
 
-    parsed = _parse_or_exit(path)
-    if not parsed.leads:
-        doc = _document(parsed, None)
+    stream = _open_or_exit(path)
+    leads = iter(stream)
+    first = _first_or_exit(leads, path)
+    if first is None:  # every row rejected: nothing to store, no database touched
+        doc = _document(stream, None)
         sys.stdout.write(json.dumps(doc) + "\n") if as_json else _print_summary(doc)
         raise typer.Exit(1)
     factory = session_factory(migrate=True)
-    source_hash = hash_file(path)
+    source_hash = stream.sha256 or hash_file(path)
     _refuse_other_deployment(factory)
-    with factory() as session, session.begin():
-        earlier = (
-            None if again else find_enqueued(session, campaign=campaign, source_hash=source_hash)
-        )
-        batch_id = (
-            earlier.id
-            if earlier
-            else _store(session, parsed, path, source_hash, campaign, priority, strategy)
-        )
+    try:
+        with factory() as session, session.begin():
+            earlier = (
+                None
+                if again
+                else find_enqueued(session, campaign=campaign, source_hash=source_hash)
+            )
+            if earlier is None:
+                batch_id = store_stream(
+                    session,
+                    stream,
+                    itertools.chain([first], leads),
+                    campaign=campaign,
+                    priority=priority,
+                    source=str(path),
+                    source_hash=source_hash,
+                    strategy=strategy.value if strategy else None,
+                ).batch_id
+            else:
+                batch_id = earlier.id
+    except (LeadFileError, OSError) as exc:  # seen half-way: the transaction stored nothing
+        raise _file_error_exit(exc, path) from None
+    if earlier is not None:
+        _drain_or_exit(leads, path)  # the same counts and rejects as the first run printed
     sent = _dispatch_or_exit(factory, batch_id)
-    doc = _document(parsed, batch_id) | {"already_enqueued": earlier is not None}
+    doc = _document(stream, batch_id) | {"already_enqueued": earlier is not None}
     if as_json:
         sys.stdout.write(json.dumps(doc) + "\n")
     else:
@@ -193,27 +233,6 @@ def enqueue(
         print_outcome(code, batch_id, progress)
         if code is not WaitExit.OK:
             raise typer.Exit(int(code))
-
-
-def _store(
-    session: Session,
-    parsed: ParseResult,
-    path: Path,
-    source_hash: str,
-    campaign: str,
-    priority: int,
-    strategy: Strategy | None,
-) -> str:
-    new = create_batch(
-        session,
-        parsed,
-        campaign=campaign,
-        priority=priority,
-        source=str(path),
-        source_hash=source_hash,
-        strategy=strategy.value if strategy else None,
-    )
-    return new.batch_id
 
 
 def _dispatch_or_exit(factory: sessionmaker[Session], batch_id: str) -> bool:
