@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.enums import STAGE_ORDER, Stage
 from pipeline.campaigns.batches import NewBatch, claim_dispatch
-from workers.app import app
+from workers.bulk import ChainSender
 from workers.tasks import (
     analyze_lead,
     classify_lead,
@@ -34,26 +34,13 @@ def lead_chain(
     )
 
 
-PUBLISH_BATCH = 1000
-"""Redis commands buffered per pipeline round trip when a batch's chains are sent."""
-
-
 def dispatch(leads: Iterable[tuple[int, int]], run_id: str) -> None:
-    """Send one chain per ``(lead_id, priority)``, pipelined: one producer, few round trips.
+    """Send one chain per ``(lead_id, priority)``: built in bulk, pipelined (``workers/bulk.py``).
 
-    Each chain goes out as Celery's own chain message would (its first task, the others in
-    the message's ``chain``), through kombu's ``Producer.batch``: the Redis commands of up to
-    ``PUBLISH_BATCH`` messages (and their task-sent events) go in one pipeline. A broker error
-    raises (``BatchPublishError`` once a flush fails), so the caller's outbox mark rolls back;
-    chains of an earlier flush may then be sent again, which the stage claims make harmless.
+    A broker error raises, so the caller's outbox mark rolls back; the chains of an earlier
+    pipeline may then be sent again, which the stage claims make harmless.
     """
-    with app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH):
-        for lead_id, priority in leads:
-            first, *rest = (
-                task.si(lead_id=lead_id, run_id=run_id).set(priority=priority)
-                for task in STAGE_TASKS
-            )
-            first.apply_async(producer=producer, chain=rest[::-1])
+    ChainSender(STAGE_TASKS, run_id).send(leads)
 
 
 def dispatch_batch(factory: sessionmaker[Session], batch_id: str) -> NewBatch | None:
