@@ -6,17 +6,13 @@ import itertools
 import json
 import sys
 from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.campaigns.batches import batch_progress, find_enqueued, hash_file, store_stream
-from pipeline.ingest.leads import LeadFileError, LeadRecord, LeadStream, open_lead_file
-from pipeline.llm.routing import Strategy
-from pipeline.settings import Settings, get_settings
 from workers.cli import budget as cli_budget
 from workers.cli import campaigns as cli_campaigns
 from workers.cli import doctor as cli_doctor
@@ -25,10 +21,14 @@ from workers.cli import ops as cli_ops
 from workers.cli import outcomes as cli_outcomes
 from workers.cli import report as cli_report
 from workers.cli import retry as cli_retry
-from workers.cli.errors import EXIT_SERVICE, explain, print_error, require_url_shapes
-from workers.cli.progress import WaitExit, paused_queues, print_outcome, wait_for_batch
 from workers.cli.report import outcome_line, print_reasons
-from workers.context import NoData, read_session_factory, session_factory
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from pipeline.ingest.leads import LeadFileError, LeadRecord, LeadStream
+    from pipeline.settings import Settings
+
 
 app = typer.Typer(
     help="leadpipe: leads in, judged outreach emails out, inside a budget.",
@@ -55,6 +55,18 @@ app.add_typer(cli_campaigns.campaigns, name="campaigns")
 app.add_typer(cli_budget.budget, name="budget")
 app.add_typer(cli_budget.queues, name="queues")
 err = Console(stderr=True)
+
+
+class StrategyChoice(StrEnum):
+    """``pipeline.llm.routing.Strategy``'s values, for ``--strategy`` without importing routing
+    (and its price catalogue) on every command; tests/unit/test_cli_imports.py keeps them equal."""
+
+    COST = "cost"
+    LATENCY = "latency"
+    QUALITY = "quality"
+    BALANCED = "balanced"
+
+
 out = Console(soft_wrap=True)
 _debug = {"on": False}
 
@@ -84,12 +96,16 @@ def _root(
 
 def _file_error_exit(exc: LeadFileError | OSError, path: Path) -> typer.Exit:
     """Print a whole-file problem (one line) and return the exit to raise (code 2)."""
+    from pipeline.ingest.leads import LeadFileError
+
     text = str(exc) if isinstance(exc, LeadFileError) else f"{path}: {exc.strerror}"
     err.print(f"error: {text}", markup=False, highlight=False)
     return typer.Exit(2)
 
 
 def _open_or_exit(path: Path) -> LeadStream:
+    from pipeline.ingest.leads import LeadFileError, open_lead_file
+
     try:
         return open_lead_file(path)
     except (LeadFileError, OSError) as exc:
@@ -98,6 +114,8 @@ def _open_or_exit(path: Path) -> LeadStream:
 
 def _first_or_exit(leads: Iterator[LeadRecord], path: Path) -> LeadRecord | None:
     """The first good lead (None: none at all); a problem with the whole file exits with 2."""
+    from pipeline.ingest.leads import LeadFileError
+
     try:
         return next(leads, None)
     except (LeadFileError, OSError) as exc:
@@ -106,6 +124,8 @@ def _first_or_exit(leads: Iterator[LeadRecord], path: Path) -> LeadRecord | None
 
 def _drain_or_exit(leads: Iterator[LeadRecord], path: Path) -> None:
     """Read the rest of a stream for its counts, rejects and warnings (leads are dropped)."""
+    from pipeline.ingest.leads import LeadFileError
+
     try:
         for _ in leads:
             pass
@@ -152,7 +172,8 @@ def enqueue(
     campaign: Annotated[str, typer.Option(help="campaign name (created on first use)")],
     priority: Annotated[int, typer.Option(min=0, max=9, help="0 highest .. 9 lowest")] = 5,
     strategy: Annotated[
-        Strategy | None, typer.Option(help="routing strategy for the campaign (seed 002)")
+        StrategyChoice | None,
+        typer.Option(help="routing strategy for the campaign (seed 002)"),
     ] = None,
     wait: Annotated[bool, typer.Option(help="show progress until the batch is done")] = False,
     timeout: Annotated[
@@ -177,7 +198,13 @@ def enqueue(
     (held or parked leads are listed), 1 at least one lead failed, 3 --timeout passed,
     130 Ctrl-C. After a timeout or Ctrl-C the batch goes on in the workers.
     """
+    from pipeline.campaigns.batches import find_enqueued, hash_file, store_stream
+    from pipeline.ingest.leads import LeadFileError
+    from pipeline.settings import get_settings
     from workers.cli.embedded import ensure_embedded_redis
+    from workers.cli.errors import require_url_shapes
+    from workers.cli.progress import WaitExit, print_outcome, wait_for_batch
+    from workers.context import session_factory
 
     require_url_shapes(get_settings())
     notice = ensure_embedded_redis(get_settings())
@@ -238,6 +265,7 @@ def enqueue(
 def _dispatch_or_exit(factory: sessionmaker[Session], batch_id: str) -> bool:
     """Send the stored batch (outbox); a broker outage leaves it pending and says how it ends."""
     from workers.canvas import dispatch_batch
+    from workers.cli.errors import EXIT_SERVICE, explain, print_error
 
     try:
         return dispatch_batch(factory, batch_id) is not None
@@ -268,6 +296,7 @@ def _refuse_other_deployment(factory: sessionmaker[Session]) -> None:
     import redis
 
     from db.identity import ensure_deployment_id
+    from pipeline.settings import get_settings
     from workers.identity import workers_deployment_id
 
     settings = get_settings()
@@ -302,6 +331,10 @@ def _where(settings: Settings) -> str:
 @app.command()
 def status(batch_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Outcomes of one batch (approved, held, parked, failed, with the top reasons) and stages."""
+    from pipeline.campaigns.batches import batch_progress
+    from workers.cli.progress import paused_queues
+    from workers.context import NoData, read_session_factory
+
     try:
         factory = read_session_factory()  # read-only: never migrates, never creates a file
     except NoData as exc:
@@ -337,6 +370,8 @@ def status(batch_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
 
 def main() -> None:
     """Run the CLI; an unreachable or misconfigured service is one line and exit code 2."""
+    from workers.cli.errors import EXIT_SERVICE, explain, print_error
+
     try:
         app()
     except Exception as exc:

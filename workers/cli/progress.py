@@ -11,16 +11,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import QueueState
-from pipeline.campaigns.batches import batch_progress
-from workers.context import session_factory
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
 
 err = Console(stderr=True, soft_wrap=True)  # reasons stay one line each, for people and grep
 POLL_S = 0.5
@@ -55,6 +53,10 @@ class _Watch:
 
 def paused_queues(session: Session) -> dict[str, str]:
     """Queue -> reason for every queue paused in ``queue_state`` (by the budget or by hand)."""
+    from sqlalchemy import select
+
+    from db.models import QueueState
+
     rows = session.execute(
         select(QueueState.queue, QueueState.reason).where(QueueState.paused.is_(True))
     )
@@ -128,6 +130,9 @@ def wait_for_batch(
         The exit code for ``enqueue --wait`` and the last progress document. Ctrl-C is caught
         here: the batch goes on, and the caller is told how to keep watching it.
     """
+    from pipeline.campaigns.batches import batch_progress
+    from workers.context import session_factory
+
     factory = factory or session_factory()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     watch = _Watch()
