@@ -370,11 +370,11 @@ def status(batch_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
 
 def main() -> None:
     """Run the CLI; an unreachable or misconfigured service is one line and exit code 2."""
-    from workers.cli.errors import EXIT_SERVICE, explain, print_error
-
     try:
         app()
     except Exception as exc:
+        from workers.cli.errors import EXIT_SERVICE, explain, print_error
+
         line = None if _debug["on"] else explain(exc)
         if line is None:
             raise
