@@ -226,3 +226,33 @@ def test_a_bulk_built_message_is_the_one_celery_publishes(
     doc = json.loads(result.stdout)
     assert doc["same"] is True and doc["distinct_ids"] == 1
     assert "leadpipe_deployment" in doc["headers"]  # before_task_publish receivers ran
+
+
+BROKER_CHECK = """
+import json, sys
+import redis
+from workers.broker import leads_in_broker
+from workers.canvas import dispatch
+client = redis.Redis.from_url(sys.argv[1])
+dispatch([(11, 5), (12, 4), (13, 0)], "run-1")
+print(json.dumps(sorted(leads_in_broker(client))))
+"""
+
+
+def test_the_recovery_loop_sees_chains_waiting_at_every_priority(
+    env: dict[str, str], redis_client: redis.Redis
+) -> None:
+    # A backlog at priority 5 (the default) must count as waiting, or the recovery loop sends
+    # every idle lead of a large batch again each minute (it read "classify:5", kombu writes
+    # "classify\\x06\\x165").
+    result = subprocess.run(
+        [sys.executable, "-c", BROKER_CHECK, env["LEADPIPE_REDIS_URL"]],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [11, 12, 13]
