@@ -180,7 +180,14 @@ def sample_until_done(
             print(file=sys.stderr)
             return samples
         time.sleep(0.5)
-    raise SystemExit(f"timed out after {args.timeout:.0f} s ({len(samples)} samples)")
+    print(
+        f"\ntimed out after {args.timeout:.0f} s; reporting {len(samples)} sample(s)",
+        file=sys.stderr,
+    )
+    if not samples:
+        raise SystemExit("no sample before the timeout")
+    samples[-1]["timed_out"] = True
+    return samples
 
 
 def summarise(
@@ -208,6 +215,7 @@ def summarise(
         "rss_growth_to_lead": last["leads_done"],
         "rss_growth_mb": max(growth),
         "rss_growth_mb_per_worker": growth,
+        "finished": last["leads_done"] >= accepted,
         "wall_s": round(elapsed, 1),
         "leads_per_s": round(accepted / elapsed, 2),
         "database": db_url.split(":", 1)[0],
