@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.orm import Session
 
 from db.base import utcnow
@@ -139,9 +140,14 @@ def store_stream(
     session.add(batch)
     session.flush()
     connection = session.connection()
+    copy = connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg"
     rows = iter(leads)
     while chunk := list(itertools.islice(rows, chunk_size)):
-        connection.execute(insert(Lead), [_lead_values(rec, batch) for rec in chunk])
+        values = [_lead_values(rec, batch) for rec in chunk]
+        if copy:
+            _copy_leads(connection, values)
+        else:
+            connection.execute(insert(Lead), values)
     session.execute(
         update(Batch)
         .where(Batch.id == batch.id)
@@ -152,6 +158,23 @@ def store_stream(
         )
     )
     return StoredBatch(batch.id, batch.run_id, stream.accepted, len(stream.rejects))
+
+
+def _copy_leads(connection: Connection, values: list[dict[str, Any]]) -> None:
+    """``COPY leads FROM STDIN`` on PostgreSQL (psycopg): one stream instead of an INSERT per row.
+
+    COPY applies no SQLAlchemy defaults, so the ones a new lead needs are given here; JSON
+    columns go as their text.
+    """
+    now = utcnow()
+    columns = [*values[0], "status", "created_at", "updated_at"]
+    raw: Any = connection.connection.driver_connection
+    statement = f"COPY leads ({', '.join(columns)}) FROM STDIN"
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in values:
+            row["tech_stack"] = json.dumps(row["tech_stack"])
+            row["raw"] = json.dumps(row["raw"])
+            copy.write_row([*row.values(), LeadStatus.QUEUED.value, now, now])
 
 
 def _lead_values(rec: LeadRecord, batch: Batch) -> dict[str, Any]:
