@@ -5,7 +5,10 @@ publish one chain per lead) and a bare loop of ``apply_async`` publishing the sa
 six-task chains (bench/bare_chain.py), each in its own process so peak RSS is its own
 (``getrusage`` of the child). Nothing consumes the queues; they are flushed afterwards.
 
-    python bench/enqueue.py [--rows 10000 100000] [--json]
+    python bench/enqueue.py [--rows 10000 100000] [--rounds 1] [--json]
+
+With ``--rounds N`` the two alternate N times per size (leadpipe, bare, leadpipe, bare, ...) and
+the medians are reported, so a load spike on a shared machine hits both sides alike.
 
 Needs LEADPIPE_TEST_REDIS_URL (and LEADPIPE_TEST_DATABASE_URL for PostgreSQL): `make bench`.
 """
@@ -16,6 +19,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,10 +76,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             BARE_BROKER_URL=bare_redis,
         )
         cli = [sys.executable, "-m", "workers.cli", "enqueue", str(csv_path)]
-        pipe_s, pipe_rss = run_child([*cli, "--campaign", f"bench-{rows}", "--json"], env)
-        bare_s, bare_rss = run_child([sys.executable, "-c", BARE_LOOP, str(rows)], env)
-        for url in (pipe_redis, bare_redis):
-            redis.Redis.from_url(url).flushdb()
+        pipe_runs: list[tuple[float, float]] = []
+        bare_runs: list[tuple[float, float]] = []
+        for round_no in range(args.rounds):
+            campaign = f"bench-{rows}-{round_no}"  # a new campaign: not "already enqueued"
+            pipe_runs.append(run_child([*cli, "--campaign", campaign, "--json"], env))
+            bare_runs.append(run_child([sys.executable, "-c", BARE_LOOP, str(rows)], env))
+            for url in (pipe_redis, bare_redis):
+                redis.Redis.from_url(url).flushdb()
+        pipe_s = statistics.median(t for t, _ in pipe_runs)
+        bare_s = statistics.median(t for t, _ in bare_runs)
+        pipe_rss = max(r for _, r in pipe_runs)
+        bare_rss = max(r for _, r in bare_runs)
         sizes[str(rows)] = {
             "rows": rows,
             "leadpipe_leads_per_s": round(rows / pipe_s, 1),
@@ -85,6 +97,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "bare_peak_rss_mb": round(bare_rss, 1),
             "leadpipe_wall_s": round(pipe_s, 1),
             "bare_wall_s": round(bare_s, 1),
+            "rounds": args.rounds,
+            "leadpipe_runs_s": [round(t, 1) for t, _ in pipe_runs],
+            "bare_runs_s": [round(t, 1) for t, _ in bare_runs],
         }
     largest = sizes[str(max(args.rows))]
     return {
@@ -113,6 +128,7 @@ def print_table(res: dict[str, Any]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     res = run(args)

@@ -20,8 +20,10 @@ def leads_in_broker(client: Any) -> set[int]:
     Such a lead is in a backlog, not lost: the sweep must not send it a second chain.
     """
     raws: list[bytes] = []
+    # kombu keeps one list per priority step, "name{sep}{step}" (its default sep, not ":").
+    sep = app.conf.broker_transport_options.get("sep", "\x06\x16")
     for queue in Queue:
-        for name in (queue.value, *(f"{queue.value}:{p}" for p in range(1, 10))):
+        for name in (queue.value, *(f"{queue.value}{sep}{p}" for p in range(1, 10))):
             raws.extend(client.lrange(name, 0, -1))
     with app.connection_for_write() as conn:
         channel: Any = conn.default_channel

@@ -3,12 +3,15 @@ and the outbox step that sends a stored batch's chains exactly once."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from celery import chain
 from celery.canvas import Signature
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.enums import STAGE_ORDER, Stage
 from pipeline.campaigns.batches import NewBatch, claim_dispatch
+from workers.bulk import ChainSender
 from workers.tasks import (
     analyze_lead,
     classify_lead,
@@ -31,10 +34,13 @@ def lead_chain(
     )
 
 
-def dispatch(leads: list[tuple[int, int]], run_id: str) -> None:
-    """Send one chain per ``(lead_id, priority)``."""
-    for lead_id, priority in leads:
-        lead_chain(lead_id, run_id, priority).apply_async()
+def dispatch(leads: Iterable[tuple[int, int]], run_id: str) -> None:
+    """Send one chain per ``(lead_id, priority)``: built in bulk, pipelined (``workers/bulk.py``).
+
+    A broker error raises, so the caller's outbox mark rolls back; the chains of an earlier
+    pipeline may then be sent again, which the stage claims make harmless.
+    """
+    ChainSender(STAGE_TASKS, run_id).send(leads)
 
 
 def dispatch_batch(factory: sessionmaker[Session], batch_id: str) -> NewBatch | None:

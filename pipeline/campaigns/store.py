@@ -8,11 +8,12 @@ owns them (the ORM's unit of work); every ``SELECT``/``UPDATE`` statement lives 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -294,3 +295,39 @@ def review_rows(
     if status is not None:
         stmt = stmt.where(ReviewItem.status == status)
     return [(item, email, lead, verdict) for item, email, lead, verdict in session.execute(stmt)]
+
+
+def insert_leads(session: Session, values: list[dict[str, Any]]) -> None:
+    """Insert one chunk of new leads (``Lead`` column -> value dicts) in the caller's transaction.
+
+    On PostgreSQL through psycopg the chunk goes as ``COPY leads FROM STDIN``: one stream instead
+    of an INSERT per row. Elsewhere (SQLite) a Core ``executemany``.
+    """
+    if not values:
+        return
+    connection = session.connection()
+    if connection.dialect.name != "postgresql" or connection.dialect.driver != "psycopg":
+        connection.execute(insert(Lead), values)
+        return
+    # COPY applies no SQLAlchemy defaults: the ones a new lead needs are given here, and JSON
+    # columns go as their text.
+    now = utcnow()
+    columns = [*values[0], "status", "created_at", "updated_at"]
+    raw: Any = connection.connection.driver_connection
+    statement = f"COPY leads ({', '.join(columns)}) FROM STDIN"
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in values:
+            row["tech_stack"] = json.dumps(row["tech_stack"])
+            row["raw"] = json.dumps(row["raw"])
+            copy.write_row([*row.values(), LeadStatus.QUEUED.value, now, now])
+
+
+def set_batch_counts(
+    session: Session, batch_id: str, *, accepted: int, rejects: list[dict[str, Any]]
+) -> None:
+    """A streamed batch's accepted and rejected counts and its rejects, once the file ended."""
+    session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id)
+        .values(accepted=accepted, rejected=len(rejects), rejects=rejects)
+    )

@@ -309,6 +309,7 @@ def normalise_email(text: str) -> str:
 
 _SCHEME: Final = re.compile(r"^([a-z][a-z0-9+.-]*):(//)?", re.IGNORECASE)
 _LABEL: Final = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_SPACE: Final = re.compile(r"\s")  # the characters str.isspace() accepts (sre's Unicode \s)
 
 
 def _valid_host(host: str) -> bool:
@@ -347,7 +348,7 @@ def normalise_website(text: str) -> str:
         raise FieldError(
             f"invalid website {quote(text)}: scheme {scheme.group(1)!r} is not http(s)"
         )
-    if any(ch.isspace() for ch in text_url):
+    if _SPACE.search(text_url):
         raise invalid
     try:
         parts = urlsplit(text_url)

@@ -7,17 +7,19 @@ it is kept and normalised, never interpreted.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import functools
+import hashlib
 import io
 import json
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path, PurePath
-from typing import Final, TypeVar
+from typing import Final, TextIO, TypeVar
 
 from pipeline.ingest.fields import (
     ALIAS_INDEX,
@@ -115,6 +117,8 @@ _READ_CHUNK = 1 << 20
 def parse_lead_file(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> ParseResult:
     """Read and validate a lead file; the format comes from the extension or the content.
 
+    Every good lead is kept in memory: for large files iterate :func:`open_lead_file` instead.
+
     Args:
         path: A CSV (comma, semicolon or tab) or JSON Lines file, UTF-8 (BOM optional) or cp1252.
         max_bytes: Larger files (or endless ones such as ``/dev/zero``) are refused.
@@ -125,12 +129,237 @@ def parse_lead_file(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> ParseResu
     Raises:
         LeadFileError: The file cannot be read, is too large or is unusable as a whole.
     """
+    return open_lead_file(path, max_bytes=max_bytes).collect()
+
+
+def open_lead_file(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> LeadStream:
+    """Check a lead file as a whole and return a stream of its leads, read row by row.
+
+    A regular file is read twice: once in 1 MB chunks for its size, SHA-256, encoding and a
+    sample (memory stays bounded whatever its size), then row by row while iterating. A pipe or
+    device can be read once only: its bytes (at most ``max_bytes``) are kept in memory.
+
+    Raises:
+        LeadFileError: The file cannot be read, is too large, binary, empty or of no known format
+            (row-level problems are rejects; a malformed CSV is raised while iterating).
+    """
     source = str(path)
     try:
-        data = _read_bounded(path, max_bytes, source)
+        if not path.is_file():
+            data = _read_bounded(path, max_bytes, source)
+            return LeadStream.from_text(
+                _decode(data, source), source=source, sha256=hashlib.sha256(data).hexdigest()
+            )
+        scan = _scan(path, max_bytes, source)
     except OSError as exc:
         raise _file_error(source, f"cannot read file ({exc.strerror or exc})") from None
-    return parse_lead_text(_decode(data, source), source=source)
+    fmt = _checked_format(scan.sample, scan.has_text, source, None)
+    encoding = scan.encoding
+
+    def opener(newline: str) -> TextIO:
+        return path.open(encoding=encoding, newline=newline)
+
+    return LeadStream(
+        source=source,
+        fmt=fmt,
+        sample=scan.sample,
+        opener=opener,
+        sha256=scan.sha256,
+        field_limit=max_bytes + 1,
+    )
+
+
+def parse_lead_text(text: str, *, source: str, fmt: str | None = None) -> ParseResult:
+    """Validate already-decoded lead text.
+
+    Args:
+        text: The whole file content.
+        source: A name for messages (usually the path); its extension guides format detection.
+        fmt: "csv" or "jsonl"; None detects from ``source``'s extension, then from the content.
+
+    Returns:
+        The good leads and the rejected rows.
+
+    Raises:
+        LeadFileError: The text is empty, binary, header-only or has no usable column.
+        ValueError: ``fmt`` is not "csv", "jsonl" or None.
+    """
+    return LeadStream.from_text(text, source=source, fmt=fmt).collect()
+
+
+_SAMPLE_CHARS: Final = 1 << 16
+"""Decoded text kept from a file's start to detect its format, delimiter and binary content."""
+
+
+class LeadStream:
+    """The good leads of one lead file, built one row at a time (bounded memory).
+
+    Iterate it once. Rows rejected on the way and warnings are collected in ``rejects`` and
+    ``warnings`` (the rejects sorted by row once the iteration ends); ``accepted`` counts the
+    leads yielded. Duplicates are recognised by identity hash, so only the hashes are kept for the
+    whole file. Iterating may raise :class:`LeadFileError` for a problem seen only on the way (a
+    malformed CSV line, a header-only file, JSON Lines without a usable key).
+    """
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        fmt: LeadFormat,
+        sample: str,
+        opener: Callable[[str], TextIO],
+        sha256: str | None,
+        field_limit: int,
+    ) -> None:
+        self.source = source
+        self.format = fmt
+        self.sha256 = sha256
+        """SHA-256 of the file's bytes (None for text handed in directly)."""
+        self.rejects: list[Reject] = []
+        self.warnings: list[Reject] = []
+        self.accepted = 0
+        self._sample = sample
+        self._opener = opener
+        self._field_limit = field_limit
+        self._started = False
+
+    @classmethod
+    def from_text(
+        cls, text: str, *, source: str, fmt: str | None = None, sha256: str | None = None
+    ) -> LeadStream:
+        """A stream over already-decoded text (see :func:`parse_lead_text`)."""
+        text = text.removeprefix("\ufeff")
+        sample = text[:_SAMPLE_CHARS]
+        chosen = _checked_format(sample, bool(text.strip()), source, fmt)
+
+        def opener(newline: str) -> TextIO:
+            return io.StringIO(text, newline=newline)
+
+        return cls(
+            source=source,
+            fmt=chosen,
+            sample=sample,
+            opener=opener,
+            sha256=sha256,
+            field_limit=len(text) + 1,
+        )
+
+    def __iter__(self) -> Iterator[LeadRecord]:
+        if self._started:
+            raise RuntimeError(f"{self.source}: a lead stream is read once")
+        self._started = True
+        csv_format = self.format is LeadFormat.CSV
+        with self._opener("" if csv_format else "\n") as handle:
+            if csv_format:
+                rows = _csv_rows(handle, self._sample, self.source, self.rejects, self._field_limit)
+            else:
+                rows = _jsonl_rows(handle, self.source, self.rejects)
+            yield from self._validate(rows)
+        self.rejects.sort(key=lambda r: r.row)
+
+    def collect(self) -> ParseResult:
+        """Read every row: the good leads in file order and the rejects sorted by row."""
+        leads = list(self)
+        return ParseResult(
+            leads=leads, rejects=self.rejects, format=self.format, warnings=self.warnings
+        )
+
+    def _validate(self, rows: Iterable[_Row]) -> Iterator[LeadRecord]:
+        first_row: dict[str, int] = {}
+        for row, pairs in rows:
+            notes: list[str] = []
+            try:
+                lead = _build_lead(row, pairs, notes)
+            except FieldError as exc:
+                self.rejects.append(Reject(row, str(exc)))
+                continue
+            if lead.content_hash in first_row:
+                self.rejects.append(Reject(row, f"duplicate of row {first_row[lead.content_hash]}"))
+                continue
+            first_row[lead.content_hash] = row
+            self.accepted += 1
+            self.warnings.extend(Reject(row, note) for note in notes)
+            yield lead
+
+
+def _checked_format(sample: str, has_text: bool, source: str, fmt: str | None) -> LeadFormat:
+    """The whole-file checks on a file's start: empty, binary, which format, a JSON array."""
+    if not has_text:
+        raise _file_error(source, "file is empty")
+    if _looks_binary(sample):
+        raise _file_error(source, "file looks binary, not text")
+    chosen = LeadFormat(fmt.lower()) if fmt is not None else _detect_format(sample, source)
+    if chosen is LeadFormat.JSONL and sample.lstrip().startswith("["):
+        raise _file_error(source, "a JSON array is not JSON Lines; write one object per line")
+    return chosen
+
+
+@dataclass(frozen=True, slots=True)
+class _Scan:
+    encoding: str
+    sha256: str
+    sample: str
+    has_text: bool
+
+
+class _TextCheck:
+    """Decodes chunks incrementally: is it valid text, and is there more than whitespace."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self._decoder = codecs.getincrementaldecoder(encoding)()
+        self.sample = ""
+        self.has_text = False
+        self.failed = False
+
+    def feed(self, chunk: bytes, *, final: bool = False) -> None:
+        if self.failed:
+            return
+        try:
+            text = self._decoder.decode(chunk, final=final)
+        except UnicodeDecodeError:
+            self.failed = True
+            return
+        if len(self.sample) < _SAMPLE_CHARS:
+            self.sample += text[: _SAMPLE_CHARS - len(self.sample)]
+        if not self.has_text and text and not text.isspace():
+            self.has_text = True
+
+
+def _scan(path: Path, max_bytes: int, source: str) -> _Scan:
+    """One bounded pass over a regular file: size cap, NUL sniff, SHA-256, encoding, sample.
+
+    The rules of :func:`_read_bounded` then :func:`_decode`, without keeping the bytes.
+    """
+    digest = hashlib.sha256()
+    check = _TextCheck("utf-8-sig")
+    total = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(min(_READ_CHUNK, max_bytes + 1 - total)):
+            if total == 0:
+                if b"\x00" in chunk[: _SNIFF_CHARS * 4] and not _utf16_bom(chunk):
+                    raise _file_error(source, "file looks binary (contains NUL bytes)")
+                if _utf16_bom(chunk):
+                    check = _TextCheck("utf-16")
+            total += len(chunk)
+            if total > max_bytes:
+                raise _file_error(
+                    source, f"file is larger than {max_bytes // 1_000_000} MB; split it"
+                )
+            digest.update(chunk)
+            check.feed(chunk)
+    check.feed(b"", final=True)
+    if check.failed and check.encoding == "utf-16":
+        raise _file_error(source, "file looks binary (bad UTF-16)")
+    if check.failed:
+        check = _TextCheck("cp1252")
+        with path.open("rb") as handle:
+            while chunk := handle.read(_READ_CHUNK):
+                check.feed(chunk)
+        check.feed(b"", final=True)
+        if check.failed:
+            raise _file_error(source, "file looks binary (neither UTF-8 nor cp1252 text)")
+    return _Scan(check.encoding, digest.hexdigest(), check.sample, check.has_text)
 
 
 def _read_bounded(path: Path, max_bytes: int, source: str) -> bytes:
@@ -156,34 +385,6 @@ def _read_bounded(path: Path, max_bytes: int, source: str) -> bytes:
 
 def _utf16_bom(data: bytes) -> bool:
     return data.startswith((b"\xff\xfe", b"\xfe\xff"))
-
-
-def parse_lead_text(text: str, *, source: str, fmt: str | None = None) -> ParseResult:
-    """Validate already-decoded lead text.
-
-    Args:
-        text: The whole file content.
-        source: A name for messages (usually the path); its extension guides format detection.
-        fmt: "csv" or "jsonl"; None detects from ``source``'s extension, then from the content.
-
-    Returns:
-        The good leads and the rejected rows.
-
-    Raises:
-        LeadFileError: The text is empty, binary, header-only or has no usable column.
-        ValueError: ``fmt`` is not "csv", "jsonl" or None.
-    """
-    text = text.removeprefix("\ufeff")
-    if not text.strip():
-        raise _file_error(source, "file is empty")
-    if _looks_binary(text):
-        raise _file_error(source, "file looks binary, not text")
-    chosen = LeadFormat(fmt.lower()) if fmt is not None else _detect_format(text, source)
-    if chosen is LeadFormat.CSV:
-        rows, rejects = _read_csv(text, source)
-    else:
-        rows, rejects = _read_jsonl(text, source)
-    return _validate(rows, rejects, chosen)
 
 
 def _file_error(source: str, reason: str) -> LeadFileError:
@@ -261,13 +462,14 @@ def _unique_names(header: list[str]) -> list[str]:
     return names
 
 
-def _read_csv(text: str, source: str) -> tuple[list[_Row], list[Reject]]:
+def _csv_rows(
+    handle: TextIO, sample: str, source: str, rejects: list[Reject], field_limit: int
+) -> Iterator[_Row]:
     # Python's default (128 KiB) makes one huge cell a file error; _pick_fields rejects its row.
-    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_detect_delimiter(text))
+    csv.field_size_limit(max(csv.field_size_limit(), field_limit))
+    reader = csv.reader(handle, delimiter=_detect_delimiter(sample))
     names: list[str] | None = None
-    rows: list[_Row] = []
-    rejects: list[Reject] = []
+    seen_rows = False
     end_of_previous = 0
     try:
         for cells in reader:
@@ -283,12 +485,12 @@ def _read_csv(text: str, source: str) -> tuple[list[_Row], list[Reject]]:
                 rejects.append(Reject(start, f"{len(cells)} fields, header has {len(names)}"))
             else:
                 padded = cells + [""] * (len(names) - len(cells))
-                rows.append((start, list(zip(names, padded, strict=False))))
+                seen_rows = True
+                yield (start, list(zip(names, padded, strict=False)))
     except csv.Error as exc:
         raise _file_error(source, f"malformed CSV near line {reader.line_num}: {exc}") from None
-    if not rows and not rejects:
+    if not seen_rows and not rejects:
         raise _file_error(source, "no data rows (header only)")
-    return rows, rejects
 
 
 def _require_usable(names: Iterable[str], source: str) -> None:
@@ -315,14 +517,12 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
-def _read_jsonl(text: str, source: str) -> tuple[list[_Row], list[Reject]]:
-    if text.lstrip().startswith("["):
-        raise _file_error(source, "a JSON array is not JSON Lines; write one object per line")
-    rows: list[_Row] = []
-    rejects: list[Reject] = []
+def _jsonl_rows(handle: TextIO, source: str, rejects: list[Reject]) -> Iterator[_Row]:
+    """One row per line; a line ends at "\\n" only (U+2028 and friends are legal in strings)."""
     keys: dict[str, None] = {}
-    # split("\n"), not splitlines(): U+2028 and friends are legal inside JSON strings.
-    for number, line in enumerate(text.split("\n"), start=1):
+    seen_rows = False
+    for number, text_line in enumerate(handle, start=1):
+        line = text_line.removesuffix("\n")
         if not line.strip():
             continue
         try:
@@ -336,39 +536,17 @@ def _read_jsonl(text: str, source: str) -> tuple[list[_Row], list[Reject]]:
         keys.update(dict.fromkeys(obj))
         pairs = [(str(key), _cell_text(value)) for key, value in obj.items()]
         if any(value.strip() for _, value in pairs):
-            rows.append((number, pairs))
-    if rows:
+            seen_rows = True
+            yield (number, pairs)
+    if seen_rows:
         _require_usable(keys, source)
     elif not rejects:
         raise _file_error(source, "no data rows (every object is empty)")
-    return rows, rejects
 
 
 def _kind(value: object) -> str:
     names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
     return names.get(type(value), "a number")
-
-
-def _validate(rows: list[_Row], rejects: list[Reject], fmt: LeadFormat) -> ParseResult:
-    leads: list[LeadRecord] = []
-    warnings: list[Reject] = []
-    first_row: dict[str, int] = {}
-    for row, pairs in rows:
-        notes: list[str] = []
-        try:
-            lead = _build_lead(row, pairs, notes)
-        except FieldError as exc:
-            rejects.append(Reject(row, str(exc)))
-            continue
-        if lead.content_hash in first_row:
-            rejects.append(Reject(row, f"duplicate of row {first_row[lead.content_hash]}"))
-            continue
-        first_row[lead.content_hash] = row
-        leads.append(lead)
-        warnings.extend(Reject(row, note) for note in notes)
-    return ParseResult(
-        leads=leads, rejects=sorted(rejects, key=lambda r: r.row), format=fmt, warnings=warnings
-    )
 
 
 @functools.lru_cache(maxsize=4096)

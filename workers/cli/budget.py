@@ -6,20 +6,18 @@ import getpass
 import json
 import sys
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import redis
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.budget import store as budget_db
-from pipeline.budget.guard import BudgetGuard
-from pipeline.deps import Deps
-from workers.context import NoData, read_session_factory
-from workers.control import pause, queue_states, resume
-from workers.lifecycle import process_deps
 from workers.queues import ALL_QUEUES
+
+if TYPE_CHECKING:
+    from pipeline.budget.guard import BudgetGuard
+    from pipeline.deps import Deps
+
 
 budget = typer.Typer(help="Spend limits, alerts and throttle level.", no_args_is_help=True)
 queues = typer.Typer(help="Pause and resume stage queues (persisted).", no_args_is_help=True)
@@ -29,6 +27,8 @@ JsonOpt = Annotated[bool, typer.Option("--json")]
 
 
 def _guard(deps: Deps) -> BudgetGuard:
+    from pipeline.budget.guard import BudgetGuard
+
     if not isinstance(deps.budget, BudgetGuard):
         raise typer.BadParameter("no budget guard configured")
     return deps.budget
@@ -49,6 +49,8 @@ def _money(value: str | None, name: str) -> Decimal | None:
 @budget.command("status")
 def budget_status(as_json: JsonOpt = False) -> None:
     """Limits, spend, reservations and the throttle level of every current period."""
+    from workers.lifecycle import process_deps
+
     status = _guard(process_deps()).status(fresh=True)
     if as_json:
         sys.stdout.write(json.dumps(status.to_json()) + "\n")
@@ -80,6 +82,9 @@ def budget_set(
     ] = False,
 ) -> None:
     """Change limits; every worker applies them at once (queues stay as they are)."""
+    from pipeline.budget import store as budget_db
+    from workers.lifecycle import process_deps
+
     values = {"daily": daily, "weekly": weekly, "monthly": monthly}
     limits = {k: m for k, v in values.items() if (m := _money(v, k)) is not None}
     if not limits:
@@ -109,6 +114,8 @@ def budget_set(
 
 def _budget_paused_queues(deps: Deps, *, resume_them: bool, exhausted: bool) -> None:
     """Say which queues the budget left paused (a new limit does not resume them), or resume."""
+    from workers.control import queue_states, resume
+
     paused = [
         n for n, row in queue_states(deps).items() if row.paused and row.changed_by == "budget"
     ]
@@ -132,6 +139,8 @@ def _budget_paused_queues(deps: Deps, *, resume_them: bool, exhausted: bool) -> 
 
 
 def _pending(deps: Deps, queue: str) -> int | None:
+    import redis
+
     if deps.redis is None:
         return 0
     from workers.app import app
@@ -176,6 +185,10 @@ def _state(paused: bool, consumers: int | None) -> str:
 @queues.command("status")
 def queues_status(as_json: JsonOpt = False) -> None:
     """Every queue: paused or not (stored and as the workers consume it), why, and backlog."""
+    from workers.context import NoData, read_session_factory
+    from workers.control import queue_states
+    from workers.lifecycle import process_deps
+
     try:
         read_session_factory()  # a fresh home has no queue states yet: say so, do not crash
     except NoData as exc:
@@ -257,6 +270,9 @@ def queues_pause(
     queue: str, reason: Annotated[str, typer.Option(help="shown in queues status")] = "manual"
 ) -> None:
     """Stop all workers consuming QUEUE; messages wait in Redis; survives worker restarts."""
+    from workers.control import pause
+    from workers.lifecycle import process_deps
+
     if queue not in ALL_QUEUES:
         raise typer.BadParameter(f"unknown queue {queue!r}; known: {', '.join(ALL_QUEUES)}")
     pause(process_deps(), queue, reason=reason, by=getpass.getuser())
@@ -266,6 +282,9 @@ def queues_pause(
 @queues.command("resume")
 def queues_resume(queue: str) -> None:
     """Let the workers started with QUEUE consume it again."""
+    from workers.control import resume
+    from workers.lifecycle import process_deps
+
     if queue not in ALL_QUEUES:
         raise typer.BadParameter(f"unknown queue {queue!r}; known: {', '.join(ALL_QUEUES)}")
     resume(process_deps(), queue, by=getpass.getuser())

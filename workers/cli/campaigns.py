@@ -5,26 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from db.base import utcnow
-from pipeline.campaigns.cron import CronError
-from pipeline.campaigns.schedules import (
-    CampaignError,
-    CampaignRun,
-    ScheduledCampaign,
-    add_campaign,
-    list_campaigns,
-    parse_deadline,
-    remove_campaign,
-    run_campaign,
-    source_errors,
-)
-from workers.context import NoData, read_session_factory, session_factory
+if TYPE_CHECKING:
+    from pipeline.campaigns.schedules import CampaignRun, ScheduledCampaign
+
 
 campaigns = typer.Typer(
     help="Scheduled (nightly) campaigns, run by `leadpipe beat`.", no_args_is_help=True
@@ -62,6 +51,11 @@ def add(
     ] = None,
 ) -> None:
     """Schedule a campaign; a running `leadpipe beat` picks it up within seconds."""
+    from db.base import utcnow
+    from pipeline.campaigns.cron import CronError
+    from pipeline.campaigns.schedules import CampaignError, add_campaign, parse_deadline
+    from workers.context import session_factory
+
     try:
         until = parse_deadline(deadline, now=utcnow()) if deadline else None
         with session_factory(migrate=True)() as session, session.begin():
@@ -82,6 +76,9 @@ def add(
 @campaigns.command("list")
 def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The scheduled campaigns, and every drop file that could not be used (with why)."""
+    from pipeline.campaigns.schedules import list_campaigns, source_errors
+    from workers.context import NoData, read_session_factory
+
     try:
         factory = read_session_factory()
     except NoData as exc:
@@ -123,7 +120,10 @@ def send_by(
 ) -> None:
     """Set the campaign's send-by time: work that can wait goes to the cheaper provider batch
     path, work whose deadline is near (or whose batch is late) runs on the sync path in time."""
+    from db.base import utcnow
+    from pipeline.campaigns.schedules import CampaignError, parse_deadline
     from pipeline.campaigns.send_by import set_send_by
+    from workers.context import session_factory
 
     now = utcnow()
     try:
@@ -145,6 +145,9 @@ def send_by(
 @campaigns.command("remove")
 def remove(name: str) -> None:
     """Unschedule a campaign (its batches and results stay)."""
+    from pipeline.campaigns.schedules import remove_campaign
+    from workers.context import session_factory
+
     with session_factory(migrate=True)() as session, session.begin():
         removed = remove_campaign(session, name)
     if not removed:
@@ -155,7 +158,9 @@ def remove(name: str) -> None:
 @campaigns.command("run-now")
 def run_now(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Process the campaign's new source files now and enqueue their leads."""
+    from pipeline.campaigns.schedules import CampaignError, run_campaign
     from workers.canvas import dispatch_batch
+    from workers.context import session_factory
 
     factory = session_factory(migrate=True)
     try:

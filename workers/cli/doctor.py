@@ -10,20 +10,14 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import redis
 import typer
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from rich.console import Console
 
-from db.migrate import alembic_config
-from db.session import make_engine, ping
-from pipeline.errors import ConfigError
-from pipeline.llm.providers import build_providers, make_http_client
-from pipeline.llm.routing import load_routing_table
-from pipeline.settings import Settings, embedded_redis_port, get_settings
+if TYPE_CHECKING:
+    from pipeline.settings import Settings
+
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -39,6 +33,12 @@ class Check:
 
 def database_checks(settings: Settings) -> list[Check]:
     """The database answers, and its schema is at the newest migration."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from db.migrate import alembic_config
+    from db.session import make_engine, ping
+
     url = settings.resolved_database_url()
     where = url if url.startswith("sqlite") else url.split("@")[-1]
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
@@ -61,6 +61,10 @@ def database_checks(settings: Settings) -> list[Check]:
 
 def redis_check(settings: Settings) -> Check:
     """The broker answers (the embedded one may simply not be started yet)."""
+    import redis
+
+    from pipeline.settings import embedded_redis_port
+
     url = settings.resolved_redis_url()
     client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
     try:
@@ -77,6 +81,10 @@ def redis_check(settings: Settings) -> Check:
 
 def provider_check(settings: Settings) -> Check:
     """Every model in the routing table has a provider: a key, a base URL or the simulator."""
+    from pipeline.errors import ConfigError
+    from pipeline.llm.providers import build_providers, make_http_client
+    from pipeline.llm.routing import load_routing_table
+
     try:
         table = load_routing_table(settings.routing_table)
     except ConfigError as exc:
@@ -126,6 +134,8 @@ def warn_if_not_ready(checks: list[Check]) -> None:
 
 def doctor(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Check the database, migrations, Redis and that every routed model has a provider."""
+    from pipeline.settings import get_settings
+
     settings = get_settings()
     checks = all_checks(settings)
     if as_json:

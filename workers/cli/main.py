@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
+from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.campaigns.batches import batch_progress, create_batch, find_enqueued, hash_file
-from pipeline.ingest.leads import LeadFileError, ParseResult, parse_lead_file
-from pipeline.llm.routing import Strategy
-from pipeline.settings import Settings, get_settings
 from workers.cli import budget as cli_budget
 from workers.cli import campaigns as cli_campaigns
 from workers.cli import doctor as cli_doctor
@@ -23,10 +21,14 @@ from workers.cli import ops as cli_ops
 from workers.cli import outcomes as cli_outcomes
 from workers.cli import report as cli_report
 from workers.cli import retry as cli_retry
-from workers.cli.errors import EXIT_SERVICE, explain, print_error, require_url_shapes
-from workers.cli.progress import WaitExit, paused_queues, print_outcome, wait_for_batch
 from workers.cli.report import outcome_line, print_reasons
-from workers.context import NoData, read_session_factory, session_factory
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from pipeline.ingest.leads import LeadFileError, LeadRecord, LeadStream
+    from pipeline.settings import Settings
+
 
 app = typer.Typer(
     help="leadpipe: leads in, judged outreach emails out, inside a budget.",
@@ -54,6 +56,18 @@ app.add_typer(cli_campaigns.campaigns, name="campaigns")
 app.add_typer(cli_budget.budget, name="budget")
 app.add_typer(cli_budget.queues, name="queues")
 err = Console(stderr=True)
+
+
+class StrategyChoice(StrEnum):
+    """``pipeline.llm.routing.Strategy``'s values, for ``--strategy`` without importing routing
+    (and its price catalogue) on every command; tests/unit/test_cli_imports.py keeps them equal."""
+
+    COST = "cost"
+    LATENCY = "latency"
+    QUALITY = "quality"
+    BALANCED = "balanced"
+
+
 out = Console(soft_wrap=True)
 _debug = {"on": False}
 
@@ -81,24 +95,52 @@ def _root(
     _debug["on"] = debug
 
 
-def _parse_or_exit(path: Path) -> ParseResult:
+def _file_error_exit(exc: LeadFileError | OSError, path: Path) -> typer.Exit:
+    """Print a whole-file problem (one line) and return the exit to raise (code 2)."""
+    from pipeline.ingest.leads import LeadFileError
+
+    text = str(exc) if isinstance(exc, LeadFileError) else f"{path}: {exc.strerror}"
+    err.print(f"error: {text}", markup=False, highlight=False)
+    return typer.Exit(2)
+
+
+def _open_or_exit(path: Path) -> LeadStream:
+    from pipeline.ingest.leads import LeadFileError, open_lead_file
+
     try:
-        return parse_lead_file(path)
-    except LeadFileError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
-    except OSError as exc:
-        err.print(f"error: {path}: {exc.strerror}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
+        return open_lead_file(path)
+    except (LeadFileError, OSError) as exc:
+        raise _file_error_exit(exc, path) from None
 
 
-def _document(parsed: ParseResult, batch_id: str | None) -> dict[str, Any]:
+def _first_or_exit(leads: Iterator[LeadRecord], path: Path) -> LeadRecord | None:
+    """The first good lead (None: none at all); a problem with the whole file exits with 2."""
+    from pipeline.ingest.leads import LeadFileError
+
+    try:
+        return next(leads, None)
+    except (LeadFileError, OSError) as exc:
+        raise _file_error_exit(exc, path) from None
+
+
+def _drain_or_exit(leads: Iterator[LeadRecord], path: Path) -> None:
+    """Read the rest of a stream for its counts, rejects and warnings (leads are dropped)."""
+    from pipeline.ingest.leads import LeadFileError
+
+    try:
+        for _ in leads:
+            pass
+    except (LeadFileError, OSError) as exc:
+        raise _file_error_exit(exc, path) from None
+
+
+def _document(stream: LeadStream, batch_id: str | None) -> dict[str, Any]:
     return {
         "batch_id": batch_id,
-        "accepted": len(parsed.leads),
-        "rejected": len(parsed.rejects),
-        "rejects": [{"row": r.row, "reason": r.reason} for r in parsed.rejects],
-        "warnings": [{"row": w.row, "reason": w.reason} for w in parsed.warnings],
+        "accepted": stream.accepted,
+        "rejected": len(stream.rejects),
+        "rejects": [{"row": r.row, "reason": r.reason} for r in stream.rejects],
+        "warnings": [{"row": w.row, "reason": w.reason} for w in stream.warnings],
     }
 
 
@@ -115,13 +157,14 @@ def _print_summary(doc: dict[str, Any]) -> None:
 @app.command()
 def validate(path: Path, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Check a CRM export (CSV or JSONL) without enqueueing anything or needing any service."""
-    parsed = _parse_or_exit(path)
-    doc = _document(parsed, None)
+    stream = _open_or_exit(path)
+    _drain_or_exit(iter(stream), path)
+    doc = _document(stream, None)
     if as_json:
         sys.stdout.write(json.dumps(doc) + "\n")
     else:
         _print_summary(doc)
-    raise typer.Exit(0 if parsed.leads else 1)
+    raise typer.Exit(0 if stream.accepted else 1)
 
 
 @app.command()
@@ -130,7 +173,8 @@ def enqueue(
     campaign: Annotated[str, typer.Option(help="campaign name (created on first use)")],
     priority: Annotated[int, typer.Option(min=0, max=9, help="0 highest .. 9 lowest")] = 5,
     strategy: Annotated[
-        Strategy | None, typer.Option(help="routing strategy for the campaign (seed 002)")
+        StrategyChoice | None,
+        typer.Option(help="routing strategy for the campaign (seed 002)"),
     ] = None,
     wait: Annotated[bool, typer.Option(help="show progress until the batch is done")] = False,
     timeout: Annotated[
@@ -155,7 +199,13 @@ def enqueue(
     (held or parked leads are listed), 1 at least one lead failed, 3 --timeout passed,
     130 Ctrl-C. After a timeout or Ctrl-C the batch goes on in the workers.
     """
+    from pipeline.campaigns.batches import find_enqueued, hash_file, store_stream
+    from pipeline.ingest.leads import LeadFileError
+    from pipeline.settings import get_settings
     from workers.cli.embedded import ensure_embedded_redis
+    from workers.cli.errors import require_url_shapes
+    from workers.cli.progress import WaitExit, print_outcome, wait_for_batch
+    from workers.context import session_factory
 
     require_url_shapes(get_settings())
     notice = ensure_embedded_redis(get_settings())
@@ -163,25 +213,42 @@ def enqueue(
         err.print(notice, markup=False, highlight=False)
     cli_doctor.warn_if_not_ready([cli_doctor.provider_check(get_settings())])
 
-    parsed = _parse_or_exit(path)
-    if not parsed.leads:
-        doc = _document(parsed, None)
+    stream = _open_or_exit(path)
+    leads = iter(stream)
+    first = _first_or_exit(leads, path)
+    if first is None:  # every row rejected: nothing to store, no database touched
+        doc = _document(stream, None)
         sys.stdout.write(json.dumps(doc) + "\n") if as_json else _print_summary(doc)
         raise typer.Exit(1)
     factory = session_factory(migrate=True)
-    source_hash = hash_file(path)
+    source_hash = stream.sha256 or hash_file(path)
     _refuse_other_deployment(factory)
-    with factory() as session, session.begin():
-        earlier = (
-            None if again else find_enqueued(session, campaign=campaign, source_hash=source_hash)
-        )
-        batch_id = (
-            earlier.id
-            if earlier
-            else _store(session, parsed, path, source_hash, campaign, priority, strategy)
-        )
+    try:
+        with factory() as session, session.begin():
+            earlier = (
+                None
+                if again
+                else find_enqueued(session, campaign=campaign, source_hash=source_hash)
+            )
+            if earlier is None:
+                batch_id = store_stream(
+                    session,
+                    stream,
+                    itertools.chain([first], leads),
+                    campaign=campaign,
+                    priority=priority,
+                    source=str(path),
+                    source_hash=source_hash,
+                    strategy=strategy.value if strategy else None,
+                ).batch_id
+            else:
+                batch_id = earlier.id
+    except (LeadFileError, OSError) as exc:  # seen half-way: the transaction stored nothing
+        raise _file_error_exit(exc, path) from None
+    if earlier is not None:
+        _drain_or_exit(leads, path)  # the same counts and rejects as the first run printed
     sent = _dispatch_or_exit(factory, batch_id)
-    doc = _document(parsed, batch_id) | {"already_enqueued": earlier is not None}
+    doc = _document(stream, batch_id) | {"already_enqueued": earlier is not None}
     if as_json:
         sys.stdout.write(json.dumps(doc) + "\n")
     else:
@@ -196,30 +263,10 @@ def enqueue(
             raise typer.Exit(int(code))
 
 
-def _store(
-    session: Session,
-    parsed: ParseResult,
-    path: Path,
-    source_hash: str,
-    campaign: str,
-    priority: int,
-    strategy: Strategy | None,
-) -> str:
-    new = create_batch(
-        session,
-        parsed,
-        campaign=campaign,
-        priority=priority,
-        source=str(path),
-        source_hash=source_hash,
-        strategy=strategy.value if strategy else None,
-    )
-    return new.batch_id
-
-
 def _dispatch_or_exit(factory: sessionmaker[Session], batch_id: str) -> bool:
     """Send the stored batch (outbox); a broker outage leaves it pending and says how it ends."""
     from workers.canvas import dispatch_batch
+    from workers.cli.errors import EXIT_SERVICE, explain, print_error
 
     try:
         return dispatch_batch(factory, batch_id) is not None
@@ -250,6 +297,7 @@ def _refuse_other_deployment(factory: sessionmaker[Session]) -> None:
     import redis
 
     from db.identity import ensure_deployment_id
+    from pipeline.settings import get_settings
     from workers.identity import workers_deployment_id
 
     settings = get_settings()
@@ -284,6 +332,10 @@ def _where(settings: Settings) -> str:
 @app.command()
 def status(batch_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Outcomes of one batch (approved, held, parked, failed, with the top reasons) and stages."""
+    from pipeline.campaigns.batches import batch_progress
+    from workers.cli.progress import paused_queues
+    from workers.context import NoData, read_session_factory
+
     try:
         factory = read_session_factory()  # read-only: never migrates, never creates a file
     except NoData as exc:
@@ -322,6 +374,8 @@ def main() -> None:
     try:
         app()
     except Exception as exc:
+        from workers.cli.errors import EXIT_SERVICE, explain, print_error
+
         line = None if _debug["on"] else explain(exc)
         if line is None:
             raise

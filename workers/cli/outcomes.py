@@ -9,15 +9,15 @@ from typing import Annotated
 
 import typer
 
-from pipeline.campaigns.outcomes import import_outcomes
-from workers.context import session_factory
-
 outcomes = typer.Typer(help="Outcomes from the sending tool (reply rates).", no_args_is_help=True)
 
 
 @outcomes.command("import")
 def import_file(path: Path, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Import a CSV or JSONL of `email,replied[,meeting]` rows."""
+    from pipeline.campaigns.outcomes import import_outcomes
+    from workers.context import session_factory
+
     fmt = "jsonl" if path.suffix.lower() in (".jsonl", ".ndjson") else "csv"
     try:
         text = path.read_text("utf-8")

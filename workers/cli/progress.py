@@ -11,15 +11,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.budget import store as budget_db
-from pipeline.campaigns.batches import batch_progress
-from workers.context import session_factory
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
 
 err = Console(stderr=True, soft_wrap=True)  # reasons stay one line each, for people and grep
 POLL_S = 0.5
@@ -54,6 +53,8 @@ class _Watch:
 
 def paused_queues(session: Session) -> dict[str, str]:
     """Queue -> reason for every queue paused in ``queue_state`` (by the budget or by hand)."""
+    from pipeline.budget import store as budget_db
+
     rows = budget_db.paused_queue_reasons(session).items()
     return {queue: reason or "no reason given" for queue, reason in rows}
 
@@ -125,6 +126,9 @@ def wait_for_batch(
         The exit code for ``enqueue --wait`` and the last progress document. Ctrl-C is caught
         here: the batch goes on, and the caller is told how to keep watching it.
     """
+    from pipeline.campaigns.batches import batch_progress
+    from workers.context import session_factory
+
     factory = factory or session_factory()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     watch = _Watch()

@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.campaigns.exports import JUDGE_METRICS, export_campaign, review_decide, review_items
-from pipeline.llm.routing import load_routing_table
-from pipeline.reporting.html import write_html_report
-from pipeline.reporting.report import build_report
-from pipeline.settings import get_settings
-from workers.context import NoData, read_session_factory, session_factory
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from workers.context import NoData
+
 
 review = typer.Typer(help="The human-review queue of held emails.", no_args_is_help=True)
 # Wide enough for model names when the report goes to a file or a pipe.
@@ -31,6 +29,8 @@ def _no_data(exc: NoData) -> typer.Exit:
 
 def _reader() -> sessionmaker[Session]:
     """The read-only session factory, or exit with NoData's message (no migration, no file)."""
+    from workers.context import NoData, read_session_factory
+
     try:
         return read_session_factory()
     except NoData as exc:
@@ -44,6 +44,12 @@ def report_document(campaign: str | None, html: Path | None = None) -> dict[str,
         LookupError: no such campaign, or no leadpipe tables yet (a read-only command does not
             run migrations: it must not change a database it was only asked to read).
     """
+    from pipeline.llm.routing import load_routing_table
+    from pipeline.reporting.html import write_html_report
+    from pipeline.reporting.report import build_report
+    from pipeline.settings import get_settings
+    from workers.context import read_session_factory
+
     settings = get_settings()
     table = load_routing_table(settings.routing_table)
     catalog = table.catalog
@@ -146,6 +152,8 @@ def report(
     html: Annotated[Path | None, typer.Option(help="also write a self-contained HTML page")] = None,
 ) -> None:
     """Calls, cost per stage and model, savings against the all-premium baseline."""
+    from workers.context import NoData
+
     try:
         doc = report_document(campaign, html)
     except NoData as exc:
@@ -165,6 +173,8 @@ def export(
     out_file: Annotated[Path | None, typer.Option("--out")] = None,
 ) -> None:
     """The approved emails of a campaign, ready for a sending tool."""
+    from pipeline.campaigns.exports import export_campaign
+
     if fmt not in ("csv", "jsonl"):
         raise typer.BadParameter("--format must be csv or jsonl")
     with _reader()() as session:
@@ -193,6 +203,8 @@ def export(
 @review.command("list")
 def review_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Emails waiting for a human decision."""
+    from pipeline.campaigns.exports import review_items
+
     with _reader()() as session:
         items = review_items(session)
     if as_json:
@@ -208,6 +220,8 @@ def review_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 @review.command("show")
 def review_show(item_id: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """One held email in full: recipient, subject, body, judge scores and feedback."""
+    from pipeline.campaigns.exports import review_items
+
     with _reader()() as session:
         items = [i for i in review_items(session, status=None) if i["id"] == item_id]
     if not items:
@@ -220,6 +234,8 @@ def review_show(item_id: int, as_json: Annotated[bool, typer.Option("--json")] =
 
 def print_review_item(item: dict[str, Any], console: Console = out) -> None:
     """A held email as an operator reads it (every lead field printed as plain text)."""
+    from pipeline.campaigns.exports import JUDGE_METRICS
+
     name = f"{item['recipient_name']} " if item["recipient_name"] else ""
     lines = [
         f"review #{item['id']} ({item['status']}), lead {item['lead_id']}, {item['company']}",
@@ -244,6 +260,9 @@ def _score(value: object) -> str:
 
 
 def _decide(item_id: int, *, approve: bool, by: str) -> None:
+    from pipeline.campaigns.exports import review_decide
+    from workers.context import session_factory
+
     verb = "approved" if approve else "rejected"
     try:
         with session_factory(migrate=True)() as session, session.begin():
