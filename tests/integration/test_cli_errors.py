@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cli import run_cli as _cli
+from tests.cli import service_env
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,23 +16,11 @@ REDIS_DOWN = "redis://127.0.0.1:1/0"
 ENQUEUE = ("enqueue", str(ROOT / "samples" / "leads.jsonl"), "--campaign", "errs")
 
 
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-
-
 @pytest.fixture
 def env(db_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
-    return dict(
-        os.environ,
-        LEADPIPE_DATABASE_URL=db_url,
-        LEADPIPE_REDIS_URL=redis_url,
+    return service_env(
+        db_url,
+        redis_url,
         LEADPIPE_DATA_DIR=str(tmp_path),
         # Providers are configured, so the only complaint is the service under test.
         LEADPIPE_SIMULATOR_URL="http://127.0.0.1:9/v1",

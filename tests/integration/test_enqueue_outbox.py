@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,23 +15,14 @@ from db.models import Batch, Lead
 from pipeline.campaigns.batches import claim_dispatch
 from pipeline.campaigns.sweep import find_stalled, find_undispatched
 from pipeline.deps import Deps
+from tests.cli import run_cli as _cli
+from tests.cli import service_env
 from tests.factories import ENTERPRISE_ROW, SMB_ROW, make_batch
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 LEADS = str(ROOT / "samples" / "leads.jsonl")  # 9 good leads
 LATER = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
 
 
 def _queued(client: redis.Redis) -> int:
@@ -45,10 +33,9 @@ def _queued(client: redis.Redis) -> int:
 def env(
     db_url: str, redis_url: str, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> dict[str, str]:
-    return dict(
-        os.environ,
-        LEADPIPE_DATABASE_URL=db_url,
-        LEADPIPE_REDIS_URL=redis_url,
+    return service_env(
+        db_url,
+        redis_url,
         LEADPIPE_DATA_DIR=str(tmp_path),
         LEADPIPE_SIMULATOR_URL="http://127.0.0.1:9/v1",  # providers set: no readiness warning
     )

@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.enums import EmailStatus, LeadStatus
 from db.models import Batch, Email, Lead, LLMCall, QueueState, ReviewItem
+from tests.cli import run_cli as _cli
+from tests.cli import service_env
 from tests.factories import ENTERPRISE_ROW, SMB_ROW, make_batch
 
 pytestmark = pytest.mark.integration
@@ -33,17 +35,6 @@ ROWS = [
     "Beta Clinic,,doc@beta.test,Bob,Owner,Healthcare,40,US,,",
     "Gamma Legal,,law@gamma.test,Gia,Partner,Legal,20,US,,",
 ]
-
-
-def _cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def _spawn(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
@@ -60,10 +51,9 @@ def _spawn(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
 def env(
     db_url: str, redis_url: str, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> dict[str, str]:
-    return dict(
-        os.environ,
-        LEADPIPE_DATABASE_URL=db_url,
-        LEADPIPE_REDIS_URL=redis_url,
+    return service_env(
+        db_url,
+        redis_url,
         LEADPIPE_DATA_DIR=str(tmp_path),
         COLUMNS="200",
     )

@@ -6,8 +6,6 @@ import csv
 import io
 import json
 import os
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,6 +19,8 @@ from db.models import Email, Lead, QueueState, ReviewItem, StageResult
 from pipeline.budget.guard import BudgetConfig, BudgetGuard
 from pipeline.budget.reservations import ReservationStore
 from pipeline.campaigns.exports import FORMULA_PREFIXES
+from tests.cli import run_cli as _cli
+from tests.cli import service_env
 from tests.factories import make_batch
 
 pytestmark = pytest.mark.integration
@@ -32,23 +32,11 @@ HOSTILE_ROWS = [
 ]
 
 
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.fixture
 def env(db_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
-    return dict(
-        os.environ,
-        LEADPIPE_DATABASE_URL=db_url,
-        LEADPIPE_REDIS_URL=redis_url,
+    return service_env(
+        db_url,
+        redis_url,
         LEADPIPE_HOME=str(tmp_path / "home"),
     )
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -23,6 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Batch, Lead
 from pipeline.campaigns.batches import INSERT_CHUNK
+from tests.cli import run_cli as _cli
+from tests.cli import service_env
 from workers.bulk import PUBLISH_BATCH
 
 pytestmark = pytest.mark.integration
@@ -32,25 +33,13 @@ BAD_EVERY = 499  # a row without company, website or email
 DUPLICATE_EVERY = 997  # the same email as the row before
 
 
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 @pytest.fixture
 def env(
     db_url: str, redis_url: str, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> dict[str, str]:
-    return dict(
-        os.environ,
-        LEADPIPE_DATABASE_URL=db_url,
-        LEADPIPE_REDIS_URL=redis_url,
+    return service_env(
+        db_url,
+        redis_url,
         LEADPIPE_DATA_DIR=str(tmp_path),
         LEADPIPE_SIMULATOR_URL="http://127.0.0.1:9/v1",  # providers set: no readiness warning
     )
