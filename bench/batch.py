@@ -48,7 +48,7 @@ from pipeline.llm.gateway import CallContext, call_model, request_for  # noqa: E
 from pipeline.llm.prompts import render  # noqa: E402
 from pipeline.logs import configure_logging  # noqa: E402
 from pipeline.models import Prompt, Route  # noqa: E402
-from pipeline.settings import ProviderSettings, Settings  # noqa: E402
+from pipeline.settings import ProviderSettings  # noqa: E402
 
 FLOOR_SPEEDUP = 3.0
 MODEL = "vllm:meta-llama/Llama-3.1-8B-Instruct"
@@ -128,8 +128,6 @@ def run_sync(deps: Deps, route: Route, n: int) -> tuple[float, str]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from workers.lifecycle import build_deps
-
     configure_logging(level=logging.WARNING)
     workdir = Path(tempfile.mkdtemp(prefix="leadpipe-bench-batch-"))
     redis_url = harness.fresh_redis(9)
@@ -137,16 +135,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env = dict(os.environ, LEADPIPE_DATA_DIR=str(workdir))
     sim, url = start_selfhosted(args, env)
     try:
-        settings = Settings(
-            database_url=db_url,
+        deps = harness.in_process_deps(
+            db_url=db_url,
             redis_url=redis_url,
-            simulator_url=url,
-            data_dir=workdir,
-            metrics_port=None,
+            sim_url=url,
+            workdir=workdir,
             routing_table=routing_table(workdir / "routing.toml", args),
             providers={"vllm": ProviderSettings(base_url=url, timeout_s=120)},
         )
-        deps = build_deps(settings)
         deps.cache = None  # every request is new; no response cache on either path
         route = deps.routing.chain(Stage.ANALYZE, "smb")[0]
         assert route.ref == MODEL, route
@@ -202,10 +198,7 @@ def main() -> int:
     parser.add_argument("--latency-scale", type=float, default=0.01)
     parser.add_argument("--per-token-ms", type=float, default=20.0)
     parser.add_argument("--usd-per-gpu-second", default="0.00044")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    out = run(args)
-    harness.report("batch.json", out, args.json, print_table)
+    out = harness.run_main(parser, run, "batch.json", print_table)
     return 0 if out["floors_met"] else 1
 
 

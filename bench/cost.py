@@ -65,15 +65,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sim_config = SimulatorConfig(
         latency_scale=args.latency_scale, seed=args.seed, quality=args.quality
     )
-    with harness.simulated_world(sim_config) as (sim, site):
-        env = harness.worker_env(
-            db_url=db_url,
-            redis_url=redis_url,
-            sim_url=sim.url,
-            site=site,
-            workdir=workdir,
-            LEADPIPE_WORKER_CONCURRENCY=str(args.concurrency),
-        )
+    with harness.simulated_world(
+        sim_config,
+        db_url=db_url,
+        redis_url=redis_url,
+        workdir=workdir,
+        LEADPIPE_WORKER_CONCURRENCY=str(args.concurrency),
+    ) as env:
         started = time.monotonic()
         accepted = harness.enqueue(csv_path, "reference-day", env)
         logs = (workdir / "worker.log").open("ab")
@@ -218,11 +216,11 @@ def main() -> None:
     parser.add_argument(
         "--quality", choices=["good", "weak"], default="good", help="simulator answer quality"
     )
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    doc = run(args)
-    name = "cost.json" if args.quality == "good" else f"cost-{args.quality}.json"
-    harness.report(name, doc, args.json, print_table)
+    harness.run_main(parser, run, result_name, print_table)
+
+
+def result_name(args: argparse.Namespace) -> str:
+    return "cost.json" if args.quality == "good" else f"cost-{args.quality}.json"
 
 
 if __name__ == "__main__":

@@ -123,9 +123,7 @@ def main() -> int:
     parser = harness.parser(__doc__)
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    harness.report("enqueue.json", run(args), args.json, print_table)
+    harness.run_main(parser, run, "enqueue.json", print_table)
     return 0
 
 

@@ -40,7 +40,6 @@ from pipeline.deps import Deps
 from pipeline.llm.gateway import CallContext, call_model
 from pipeline.logs import configure_logging
 from pipeline.models import LLMRequest, Prompt, Route
-from pipeline.settings import Settings
 
 FLOORS = {"overhead_vs_plain_ms": 1.5, "ratio_vs_litellm": 1 / 3, "cache_hit_ms": 0.5}
 OPENAI_KINDS = ("openai", "openrouter", "deepseek", "vllm", "cerebras")
@@ -102,8 +101,6 @@ def litellm_client(sim_url: str, model: str) -> Callable[[int], Any] | None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from workers.lifecycle import build_deps
-
     configure_logging(level=logging.WARNING)  # a log line per call would be measured too
     workdir = Path(tempfile.mkdtemp(prefix="leadpipe-bench-gw-"))
     redis_url = harness.fresh_redis(8)
@@ -111,14 +108,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env = dict(os.environ, LEADPIPE_DATA_DIR=str(workdir))
     sim, sim_url = harness.start_simulator(env, ["--latency-scale", "0"])
     try:
-        settings = Settings(
-            database_url=db_url,
-            redis_url=redis_url,
-            simulator_url=sim_url,
-            data_dir=workdir,
-            metrics_port=None,
+        deps = harness.in_process_deps(
+            db_url=db_url, redis_url=redis_url, sim_url=sim_url, workdir=workdir
         )
-        deps = build_deps(settings)
         route = openai_route(deps)
         http = httpx.Client(timeout=30)
         run_id = uuid.uuid4().hex
@@ -200,9 +192,7 @@ def main() -> int:
     parser = harness.parser(__doc__)
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    harness.report("gateway.json", run(args), args.json, print_table)
+    harness.run_main(parser, run, "gateway.json", print_table)
     return 0
 
 

@@ -3,9 +3,11 @@
 Each script under bench/ measures one thing; the set-up around it is the same everywhere and lives
 here: a fresh PostgreSQL database (or SQLite in the run's folder) migrated to head, a flushed Redis
 database next to the test one, the provider SIMULATOR (in-process with the synthetic lead sites
-of bench/leadgen.py, or as its own process), ``leadpipe enqueue`` and ``leadpipe worker``
-processes, their resident memory and CPU from /proc, the common options and the results file.
-Synthetic leads and their websites stay in bench/leadgen.py.
+of bench/leadgen.py and the environment of ``leadpipe`` processes run against them, or as its own
+process), a worker's ``Deps`` built in the bench's process, ``leadpipe enqueue`` and
+``leadpipe worker`` processes, their resident memory and CPU from /proc, the options several
+scripts take, and ``--json`` plus the results file in ``bench/results/``. Synthetic leads and
+their websites stay in bench/leadgen.py.
 """
 
 from __future__ import annotations
@@ -27,17 +29,16 @@ import httpx
 import redis
 from sqlalchemy import func, select, text
 
+from bench.leadgen import site_server
+from db.migrate import upgrade
+from db.models import Lead
+from db.session import make_engine
+from pipeline.campaigns.batches import TERMINAL
+from pipeline.deps import Deps
+from pipeline.settings import Settings
+from simulator import SimulatorConfig, SimulatorServer
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.leadgen import site_server  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
-from db.models import Lead  # noqa: E402
-from db.session import make_engine  # noqa: E402
-from pipeline.campaigns.batches import TERMINAL  # noqa: E402
-from simulator import SimulatorConfig, SimulatorServer  # noqa: E402
-
 RESULTS = ROOT / "bench" / "results"
 CLI = [sys.executable, "-m", "workers.cli"]
 
@@ -47,7 +48,7 @@ CLI = [sys.executable, "-m", "workers.cli"]
 
 def parser(doc: str | None) -> argparse.ArgumentParser:
     """The script's parser, described by the first line of its docstring."""
-    return argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    return argparse.ArgumentParser(description=(doc or "").partition("\n")[0])
 
 
 def add_worker_options(
@@ -82,6 +83,20 @@ def report(
         print(json.dumps(doc))
     else:
         table(doc)
+
+
+def run_main(
+    p: argparse.ArgumentParser,
+    run: Callable[[argparse.Namespace], dict[str, Any]],
+    name: str | Callable[[argparse.Namespace], str],
+    table: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    """Add ``--json``, parse, run, write ``bench/results/<name>`` and print; the document."""
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    doc = run(args)
+    report(name(args) if callable(name) else name, doc, args.json, table)
+    return doc
 
 
 # -- databases -----------------------------------------------------------------------------
@@ -132,14 +147,27 @@ def finished_leads(factory: Any) -> int:
 
 
 @contextlib.contextmanager
-def simulated_world(config: SimulatorConfig) -> Iterator[tuple[SimulatorServer, str]]:
-    """The in-process SIMULATOR and the synthetic lead sites (``host:port``), stopped on exit."""
+def simulated_world(
+    config: SimulatorConfig, *, db_url: str, redis_url: str, workdir: Path, **extra_env: str
+) -> Iterator[dict[str, str]]:
+    """The in-process SIMULATOR and the synthetic lead sites, stopped on exit; yields the
+    environment of ``leadpipe`` processes run against them (plus ``extra_env``)."""
     sim = SimulatorServer(config=config)
     sim.start()
     sites = site_server()
     threading.Thread(target=sites.serve_forever, daemon=True).start()
+    site = f"127.0.0.1:{sites.server_address[1]}"
     try:
-        yield sim, f"127.0.0.1:{sites.server_address[1]}"
+        yield dict(
+            os.environ,
+            LEADPIPE_DATABASE_URL=db_url,
+            LEADPIPE_REDIS_URL=redis_url,
+            LEADPIPE_SIMULATOR_URL=sim.url,
+            LEADPIPE_WEB__MIRROR_URL=f"http://{site}",
+            LEADPIPE_WEB__ALLOW_HOSTS=json.dumps([site]),
+            LEADPIPE_DATA_DIR=str(workdir),
+            **extra_env,
+        )
     finally:
         sim.stop()
         sites.shutdown()
@@ -175,23 +203,25 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=10)
 
 
-# -- leadpipe processes ---------------------------------------------------------------------
+def in_process_deps(
+    *, db_url: str, redis_url: str, sim_url: str, workdir: Path, **settings: Any
+) -> Deps:
+    """A worker's production ``Deps``, built in this process against ``sim_url``."""
+    from workers.lifecycle import build_deps
 
-
-def worker_env(
-    *, db_url: str, redis_url: str, sim_url: str, site: str, workdir: Path, **extra: str
-) -> dict[str, str]:
-    """The environment of ``leadpipe`` processes run against the simulated world."""
-    return dict(
-        os.environ,
-        LEADPIPE_DATABASE_URL=db_url,
-        LEADPIPE_REDIS_URL=redis_url,
-        LEADPIPE_SIMULATOR_URL=sim_url,
-        LEADPIPE_WEB__MIRROR_URL=f"http://{site}",
-        LEADPIPE_WEB__ALLOW_HOSTS=json.dumps([site]),
-        LEADPIPE_DATA_DIR=str(workdir),
-        **extra,
+    return build_deps(
+        Settings(
+            database_url=db_url,
+            redis_url=redis_url,
+            simulator_url=sim_url,
+            data_dir=workdir,
+            metrics_port=None,
+            **settings,
+        )
     )
+
+
+# -- leadpipe processes ---------------------------------------------------------------------
 
 
 def enqueue(csv_path: Path, campaign: str, env: dict[str, str]) -> int:

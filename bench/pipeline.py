@@ -135,22 +135,20 @@ def run_leadpipe(
     csv_path = workdir / "leads.csv"
     write_leads(csv_path, count=args.leads, share_enterprise=0.3, seed=args.seed + rnd)
     sim_config = SimulatorConfig(base_latency_ms=args.latency_ms, per_token_ms=0, seed=args.seed)
-    with harness.simulated_world(sim_config) as (sim, site):
-        count_dir = workdir / "redis-round-trips"
-        count_dir.mkdir()
-        pythonpath = os.pathsep.join(
-            p for p in (str(ROOT / "bench" / "redis_count"), os.environ.get("PYTHONPATH")) if p
-        )
-        env = harness.worker_env(
-            db_url=db_url,
-            redis_url=redis_url,
-            sim_url=sim.url,
-            site=site,
-            workdir=workdir,
-            PYTHONPATH=pythonpath,
-            LEADPIPE_BENCH_REDIS_COUNT=str(count_dir),
-            LEADPIPE_METRICS_PORT="0",
-        )
+    count_dir = workdir / "redis-round-trips"
+    count_dir.mkdir()
+    pythonpath = os.pathsep.join(
+        p for p in (str(ROOT / "bench" / "redis_count"), os.environ.get("PYTHONPATH")) if p
+    )
+    with harness.simulated_world(
+        sim_config,
+        db_url=db_url,
+        redis_url=redis_url,
+        workdir=workdir,
+        PYTHONPATH=pythonpath,
+        LEADPIPE_BENCH_REDIS_COUNT=str(count_dir),
+        LEADPIPE_METRICS_PORT="0",
+    ) as env:
         procs = harness.start_workers(args.workers, "pipe", env, log, ["-c", str(args.concurrency)])
         factory = make_session_factory(make_engine(db_url))
         try:
@@ -256,9 +254,7 @@ def main() -> int:
     harness.add_worker_options(parser, workers=2, latency_scale=None)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     harness.add_run_options(parser, seed=7, timeout=900)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    harness.report("pipeline.json", run(args), args.json, print_table)
+    harness.run_main(parser, run, "pipeline.json", print_table)
     return 0
 
 

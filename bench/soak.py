@@ -41,16 +41,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     csv_path = workdir / "leads.csv"
     write_leads(csv_path, count=args.leads, share_enterprise=0.3, seed=args.seed)
     sim_config = SimulatorConfig(latency_scale=args.latency_scale, seed=args.seed)
-    with harness.simulated_world(sim_config) as (sim, site):
-        env = harness.worker_env(
-            db_url=db_url,
-            redis_url=redis_url,
-            sim_url=sim.url,
-            site=site,
-            workdir=workdir,
-            LEADPIPE_WORKER_CONCURRENCY=str(args.concurrency),
-            LEADPIPE_METRICS_PORT="0",
-        )
+    with harness.simulated_world(
+        sim_config,
+        db_url=db_url,
+        redis_url=redis_url,
+        workdir=workdir,
+        LEADPIPE_WORKER_CONCURRENCY=str(args.concurrency),
+        LEADPIPE_METRICS_PORT="0",
+    ) as env:
         accepted = harness.enqueue(csv_path, "soak", env)
         logs = (workdir / "worker.log").open("ab")
         workers = harness.start_workers(args.workers, "soak", env, logs)
@@ -164,9 +162,7 @@ def main() -> int:
     parser.add_argument("--every", type=int, default=1_000)
     harness.add_worker_options(parser, workers=1)
     harness.add_run_options(parser, seed=15, timeout=7200)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    harness.report("soak.json", run(args), args.json, print_table)
+    harness.run_main(parser, run, "soak.json", print_table)
     return 0
 
 
