@@ -66,25 +66,6 @@ def add_run_options(p: argparse.ArgumentParser, *, seed: int, timeout: float) ->
     p.add_argument("--timeout", type=float, default=timeout)
 
 
-def write_result(name: str, doc: dict[str, Any]) -> Path:
-    """``bench/results/<name>``: the document as indented JSON."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / name
-    path.write_text(json.dumps(doc, indent=2) + "\n", "utf-8")
-    return path
-
-
-def report(
-    name: str, doc: dict[str, Any], as_json: bool, table: Callable[[dict[str, Any]], None]
-) -> None:
-    """Write the results file, then print the document as one JSON line or as the table."""
-    write_result(name, doc)
-    if as_json:
-        print(json.dumps(doc))
-    else:
-        table(doc)
-
-
 def run_main(
     p: argparse.ArgumentParser,
     run: Callable[[argparse.Namespace], dict[str, Any]],
@@ -95,7 +76,14 @@ def run_main(
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     doc = run(args)
-    report(name(args) if callable(name) else name, doc, args.json, table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / (name(args) if callable(name) else name)).write_text(
+        json.dumps(doc, indent=2) + "\n", "utf-8"
+    )
+    if args.json:
+        print(json.dumps(doc))
+    else:
+        table(doc)
     return doc
 
 
