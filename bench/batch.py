@@ -22,10 +22,8 @@ Floors: batch throughput >= 3x sync, and a lower cost. Writes bench/results/batc
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,17 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.gateway import free_port  # noqa: E402
+from bench import harness  # noqa: E402
 from db.enums import CallStatus, Stage  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
 from db.models import LLMCall  # noqa: E402
-from db.session import make_engine  # noqa: E402
 from pipeline.batch.collector import collect, register  # noqa: E402
 from pipeline.deps import Deps  # noqa: E402
 from pipeline.llm.contracts import contract_for  # noqa: E402
@@ -53,42 +48,17 @@ from pipeline.llm.gateway import CallContext, call_model, request_for  # noqa: E
 from pipeline.llm.prompts import render  # noqa: E402
 from pipeline.logs import configure_logging  # noqa: E402
 from pipeline.models import Prompt, Route  # noqa: E402
-from pipeline.settings import ProviderSettings, Settings  # noqa: E402
+from pipeline.settings import ProviderSettings  # noqa: E402
 
 FLOOR_SPEEDUP = 3.0
 MODEL = "vllm:meta-llama/Llama-3.1-8B-Instruct"
-RESULTS = ROOT / "bench" / "results" / "batch.json"
-
-
-def database_url(workdir: Path) -> str:
-    url = os.environ.get("LEADPIPE_TEST_DATABASE_URL")
-    if not url:
-        return f"sqlite:///{workdir / 'bench.db'}"
-    admin = make_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS leadpipe_bench_batch WITH (FORCE)"))
-        conn.execute(text("CREATE DATABASE leadpipe_bench_batch"))
-    admin.dispose()
-    return url.rsplit("/", 1)[0] + "/leadpipe_bench_batch"
 
 
 def start_selfhosted(args: argparse.Namespace, env: dict[str, str]) -> tuple[Any, str]:
     """The simulator in self-hosted mode: ``--slots`` answering at once, per-token latency."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "workers.cli", "simulator", "--port", str(port)]
-    cmd += ["--latency-scale", str(args.latency_scale), "--slots", str(args.slots)]
-    cmd += ["--per-token-ms", str(args.per_token_ms), "--seed", "42"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{url}/models", timeout=1)
-            return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the simulator did not start")
+    options = ["--latency-scale", str(args.latency_scale), "--slots", str(args.slots)]
+    options += ["--per-token-ms", str(args.per_token_ms), "--seed", "42"]
+    return harness.start_simulator(env, options)
 
 
 def routing_table(path: Path, args: argparse.Namespace) -> Path:
@@ -158,28 +128,21 @@ def run_sync(deps: Deps, route: Route, n: int) -> tuple[float, str]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from workers.lifecycle import build_deps
-
     configure_logging(level=logging.WARNING)
     workdir = Path(tempfile.mkdtemp(prefix="leadpipe-bench-batch-"))
-    redis_url = os.environ.get("LEADPIPE_TEST_REDIS_URL", "redis://127.0.0.1:56379/0")
-    redis_url = redis_url.rsplit("/", 1)[0] + "/9"
-    redis.Redis.from_url(redis_url).flushdb()
-    db_url = database_url(workdir)
-    upgrade(db_url)
+    redis_url = harness.fresh_redis(9)
+    db_url = harness.fresh_database(workdir, "leadpipe_bench_batch")
     env = dict(os.environ, LEADPIPE_DATA_DIR=str(workdir))
     sim, url = start_selfhosted(args, env)
     try:
-        settings = Settings(
-            database_url=db_url,
+        deps = harness.in_process_deps(
+            db_url=db_url,
             redis_url=redis_url,
-            simulator_url=url,
-            data_dir=workdir,
-            metrics_port=None,
+            sim_url=url,
+            workdir=workdir,
             routing_table=routing_table(workdir / "routing.toml", args),
             providers={"vllm": ProviderSettings(base_url=url, timeout_s=120)},
         )
-        deps = build_deps(settings)
         deps.cache = None  # every request is new; no response cache on either path
         route = deps.routing.chain(Stage.ANALYZE, "smb")[0]
         assert route.ref == MODEL, route
@@ -189,8 +152,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sync_s, sync_run = run_sync(deps, route, args.requests)
         sync_busy = sim_busy_s(url, reset=True)
     finally:
-        sim.terminate()
-        sim.wait(timeout=10)
+        harness.stop_process(sim)
     batch_rows, batch_ledger = ledger(deps, batch_run)
     sync_rows, sync_ledger = ledger(deps, sync_run)
     rate = Decimal(args.usd_per_gpu_second)
@@ -223,24 +185,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def print_table(res: dict[str, Any]) -> None:
+    for key, value in res.items():
+        print(f"{key:>24}: {value}")
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--slots", type=int, default=8)
     parser.add_argument("--max-group", type=int, default=200)
     parser.add_argument("--latency-scale", type=float, default=0.01)
     parser.add_argument("--per-token-ms", type=float, default=20.0)
     parser.add_argument("--usd-per-gpu-second", default="0.00044")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    out = run(args)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n", "utf-8")
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for key, value in out.items():
-            print(f"{key:>24}: {value}")
+    out = harness.run_main(parser, run, "batch.json", print_table)
     return 0 if out["floors_met"] else 1
 
 

@@ -12,33 +12,26 @@ Needs LEADPIPE_TEST_REDIS_URL (and LEADPIPE_TEST_DATABASE_URL for PostgreSQL): `
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import redis
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.leadgen import site_server, write_leads  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
-from db.models import Lead, LLMCall, StageResult  # noqa: E402
-from db.session import make_engine, make_session_factory  # noqa: E402
-from pipeline.campaigns.batches import TERMINAL  # noqa: E402
-from pipeline.llm.catalog import BASELINE_REF  # noqa: E402
-from pipeline.llm.routing import load_routing_table  # noqa: E402
-from pipeline.models import Usage  # noqa: E402
-from pipeline.reporting.report import build_report  # noqa: E402
-from simulator import SimulatorConfig, SimulatorServer  # noqa: E402
+from bench import harness
+from bench.leadgen import write_leads
+from db.models import Lead, LLMCall, StageResult
+from db.session import make_engine, make_session_factory
+from pipeline.llm.catalog import BASELINE_REF
+from pipeline.llm.routing import load_routing_table
+from pipeline.models import Usage
+from pipeline.reporting.report import build_report
+from simulator import SimulatorConfig
 
 # DESIGN.md section 6: tokens per call and input share, every lead, every stage, on Sonnet 4.
 REFERENCE_TOKENS = {
@@ -63,76 +56,31 @@ def reference_baseline(leads: int) -> Decimal:
     return per_lead * leads
 
 
-def database_url(workdir: Path) -> str:
-    url = os.environ.get("LEADPIPE_TEST_DATABASE_URL")
-    if not url:
-        return f"sqlite:///{workdir / 'bench.db'}"
-    bench_url = url.rsplit("/", 1)[0] + "/leadpipe_bench"
-    admin = make_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS leadpipe_bench WITH (FORCE)"))
-        conn.execute(text("CREATE DATABASE leadpipe_bench"))
-    admin.dispose()
-    return bench_url
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="leadpipe-bench-"))
-    redis_url = os.environ.get("LEADPIPE_TEST_REDIS_URL", "redis://127.0.0.1:56379/0")
-    redis_url = redis_url.rsplit("/", 1)[0] + "/9"
-    redis.Redis.from_url(redis_url).flushdb()
-    db_url = database_url(workdir)
-    upgrade(db_url)
+    redis_url = harness.fresh_redis(9)
+    db_url = harness.fresh_database(workdir)
     csv_path = workdir / "leads.csv"
     write_leads(csv_path, count=args.leads, share_enterprise=0.3, seed=args.seed)
     sim_config = SimulatorConfig(
         latency_scale=args.latency_scale, seed=args.seed, quality=args.quality
     )
-    sim = SimulatorServer(config=sim_config)
-    sim.start()
-    sites = site_server()
-    threading.Thread(target=sites.serve_forever, daemon=True).start()
-    site = f"127.0.0.1:{sites.server_address[1]}"
-    env = dict(
-        os.environ,
-        LEADPIPE_DATABASE_URL=db_url,
-        LEADPIPE_REDIS_URL=redis_url,
-        LEADPIPE_SIMULATOR_URL=sim.url,
-        LEADPIPE_WEB__MIRROR_URL=f"http://{site}",
-        LEADPIPE_WEB__ALLOW_HOSTS=json.dumps([site]),
-        LEADPIPE_DATA_DIR=str(workdir),
+    with harness.simulated_world(
+        sim_config,
+        db_url=db_url,
+        redis_url=redis_url,
+        workdir=workdir,
         LEADPIPE_WORKER_CONCURRENCY=str(args.concurrency),
-    )
-    cli = [sys.executable, "-m", "workers.cli"]
-    started = time.monotonic()
-    enq = subprocess.run(
-        [*cli, "enqueue", str(csv_path), "--campaign", "reference-day", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    accepted = json.loads(enq.stdout)["accepted"]
-    logs = (workdir / "worker.log").open("ab")
-    workers = [
-        subprocess.Popen(
-            [*cli, "worker", "-n", f"bench{i}@%h", "--loglevel", "WARNING"],
-            env=env,
-            stdout=logs,
-            stderr=subprocess.STDOUT,
-        )
-        for i in range(args.workers)
-    ]
-    factory = make_session_factory(make_engine(db_url))
-    try:
-        wait_done(factory, accepted, args.timeout)
-    finally:
-        for proc in workers:
-            proc.terminate()
-        for proc in workers:
-            proc.wait(timeout=60)
-        sim.stop()
-        sites.shutdown()
+    ) as env:
+        started = time.monotonic()
+        accepted = harness.enqueue(csv_path, "reference-day", env)
+        logs = (workdir / "worker.log").open("ab")
+        workers = harness.start_workers(args.workers, "bench", env, logs)
+        factory = make_session_factory(make_engine(db_url))
+        try:
+            wait_done(factory, accepted, args.timeout)
+        finally:
+            harness.stop_workers(workers)
     elapsed = time.monotonic() - started
     return summarise(factory, accepted, elapsed, args)
 
@@ -140,13 +88,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def wait_done(factory: Any, total: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with factory() as session:
-            done = (
-                session.scalar(
-                    select(func.count()).select_from(Lead).where(Lead.status.in_(TERMINAL))
-                )
-                or 0
-            )
+        done = harness.finished_leads(factory)
         print(f"\r{done}/{total} leads done", end="", file=sys.stderr, flush=True)
         if done >= total:
             print(file=sys.stderr)
@@ -267,27 +209,18 @@ def print_table(doc: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--leads", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=12)
-    parser.add_argument("--latency-scale", type=float, default=0.02)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--timeout", type=float, default=1800)
+    harness.add_worker_options(parser, workers=2)
+    harness.add_run_options(parser, seed=42, timeout=1800)
     parser.add_argument(
         "--quality", choices=["good", "weak"], default="good", help="simulator answer quality"
     )
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    doc = run(args)
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    name = "cost.json" if args.quality == "good" else f"cost-{args.quality}.json"
-    (out / name).write_text(json.dumps(doc, indent=2) + "\n")
-    if args.json:
-        sys.stdout.write(json.dumps(doc) + "\n")
-    else:
-        print_table(doc)
+    harness.run_main(parser, run, result_name, print_table)
+
+
+def result_name(args: argparse.Namespace) -> str:
+    return "cost.json" if args.quality == "good" else f"cost-{args.quality}.json"
 
 
 if __name__ == "__main__":

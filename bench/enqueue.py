@@ -16,7 +16,6 @@ Needs LEADPIPE_TEST_REDIS_URL (and LEADPIPE_TEST_DATABASE_URL for PostgreSQL): `
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -32,9 +31,8 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.cost import database_url  # noqa: E402
+from bench import harness  # noqa: E402
 from bench.leadgen import write_leads  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
 
 FLOORS = {"ratio_vs_bare": 3.0, "peak_rss_mb": 250}
 BARE_LOOP = """
@@ -58,16 +56,12 @@ def run_child(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="leadpipe-bench-enq-"))
-    base = os.environ.get("LEADPIPE_TEST_REDIS_URL", "redis://127.0.0.1:56379/0").rsplit("/", 1)[0]
-    db_url = database_url(workdir)
-    upgrade(db_url)
+    db_url = harness.fresh_database(workdir)
     sizes: dict[str, Any] = {}
     for rows in args.rows:
         csv_path = workdir / f"leads-{rows}.csv"
         write_leads(csv_path, count=rows, share_enterprise=0.3, seed=rows)
-        pipe_redis, bare_redis = f"{base}/10", f"{base}/11"
-        for url in (pipe_redis, bare_redis):
-            redis.Redis.from_url(url).flushdb()
+        pipe_redis, bare_redis = harness.fresh_redis(10), harness.fresh_redis(11)
         env = dict(
             os.environ,
             LEADPIPE_DATABASE_URL=db_url,
@@ -75,7 +69,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             LEADPIPE_DATA_DIR=str(workdir),
             BARE_BROKER_URL=bare_redis,
         )
-        cli = [sys.executable, "-m", "workers.cli", "enqueue", str(csv_path)]
+        cli = [*harness.CLI, "enqueue", str(csv_path)]
         pipe_runs: list[tuple[float, float]] = []
         bare_runs: list[tuple[float, float]] = []
         for round_no in range(args.rounds):
@@ -126,18 +120,10 @@ def print_table(res: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    res = run(args)
-    (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "enqueue.json").write_text(json.dumps(res, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(res))
-    else:
-        print_table(res)
+    harness.run_main(parser, run, "enqueue.json", print_table)
     return 0
 
 

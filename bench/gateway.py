@@ -19,12 +19,9 @@ Needs LEADPIPE_TEST_REDIS_URL (and LEADPIPE_TEST_DATABASE_URL for PostgreSQL): `
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,48 +31,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.cost import database_url  # noqa: E402
-from db.enums import Stage  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
-from pipeline.deps import Deps  # noqa: E402
-from pipeline.llm.gateway import CallContext, call_model  # noqa: E402
-from pipeline.logs import configure_logging  # noqa: E402
-from pipeline.models import LLMRequest, Prompt, Route  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
+from bench import harness
+from db.enums import Stage
+from pipeline.deps import Deps
+from pipeline.llm.gateway import CallContext, call_model
+from pipeline.logs import configure_logging
+from pipeline.models import LLMRequest, Prompt, Route
 
 FLOORS = {"overhead_vs_plain_ms": 1.5, "ratio_vs_litellm": 1 / 3, "cache_hit_ms": 0.5}
 OPENAI_KINDS = ("openai", "openrouter", "deepseek", "vllm", "cerebras")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_simulator(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "workers.cli", "simulator", "--port", str(port)]
-    proc = subprocess.Popen(
-        [*cmd, "--latency-scale", "0"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
-            return proc, f"http://127.0.0.1:{port}/v1"
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the simulator did not start")
 
 
 def classify_prompt(i: int) -> Prompt:
@@ -134,26 +101,16 @@ def litellm_client(sim_url: str, model: str) -> Callable[[int], Any] | None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from workers.lifecycle import build_deps
-
     configure_logging(level=logging.WARNING)  # a log line per call would be measured too
     workdir = Path(tempfile.mkdtemp(prefix="leadpipe-bench-gw-"))
-    redis_url = os.environ.get("LEADPIPE_TEST_REDIS_URL", "redis://127.0.0.1:56379/0")
-    redis_url = redis_url.rsplit("/", 1)[0] + "/8"
-    redis.Redis.from_url(redis_url).flushdb()
-    db_url = database_url(workdir)
-    upgrade(db_url)
+    redis_url = harness.fresh_redis(8)
+    db_url = harness.fresh_database(workdir)
     env = dict(os.environ, LEADPIPE_DATA_DIR=str(workdir))
-    sim, sim_url = start_simulator(env)
+    sim, sim_url = harness.start_simulator(env, ["--latency-scale", "0"])
     try:
-        settings = Settings(
-            database_url=db_url,
-            redis_url=redis_url,
-            simulator_url=sim_url,
-            data_dir=workdir,
-            metrics_port=None,
+        deps = harness.in_process_deps(
+            db_url=db_url, redis_url=redis_url, sim_url=sim_url, workdir=workdir
         )
-        deps = build_deps(settings)
         route = openai_route(deps)
         http = httpx.Client(timeout=30)
         run_id = uuid.uuid4().hex
@@ -187,8 +144,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 samples[name] += timed(fn, base, per_round)
             samples["cache_hit"] += timed(cache_hit, base, per_round)
     finally:
-        sim.terminate()
-        sim.wait(timeout=10)
+        harness.stop_process(sim)
     med = {name: statistics.median(v) for name, v in samples.items()}
     out: dict[str, Any] = {
         "calls_per_client": per_round * args.rounds,
@@ -233,18 +189,10 @@ def print_table(res: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    res = run(args)
-    (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "gateway.json").write_text(json.dumps(res, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(res))
-    else:
-        print_table(res)
+    harness.run_main(parser, run, "gateway.json", print_table)
     return 0
 
 

@@ -16,31 +16,25 @@ Needs LEADPIPE_TEST_REDIS_URL and LEADPIPE_TEST_DATABASE_URL: `make bench`.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import redis
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.cost import database_url  # noqa: E402
-from bench.leadgen import site_server, write_leads  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
-from db.models import Lead  # noqa: E402
+from bench import harness  # noqa: E402
+from bench.leadgen import write_leads  # noqa: E402
 from db.session import make_engine, make_session_factory  # noqa: E402
-from pipeline.campaigns.batches import TERMINAL  # noqa: E402
-from simulator import SimulatorConfig, SimulatorServer  # noqa: E402
+from simulator import SimulatorConfig  # noqa: E402
 
 FLOORS = {
     "ratio_vs_bare": 0.5,
@@ -50,13 +44,6 @@ FLOORS = {
 BARE_QUEUES = ",".join(
     f"bare-{s}" for s in ("classify", "score", "analyze", "demo", "personalize", "judge")
 )
-
-
-def cpu_ms(pid: int) -> float:
-    """User + system CPU of a process so far (Linux /proc), in milliseconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])
-    return ticks * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def redis_commands(client: redis.Redis) -> int:
@@ -81,21 +68,6 @@ def db_transactions(admin_url: str, dbname: str) -> int | None:
         ).scalar()
     engine.dispose()
     return int(value or 0)
-
-
-def stop(procs: list[subprocess.Popen[bytes]]) -> float:
-    """Terminate worker processes; returns their CPU time in ms (read before they exit)."""
-    used = 0.0
-    for proc in procs:
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            used += cpu_ms(proc.pid)
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return used
 
 
 def run_bare(args: argparse.Namespace, broker: str, log: Any) -> dict[str, float]:
@@ -141,12 +113,12 @@ def run_bare(args: argparse.Namespace, broker: str, log: Any) -> dict[str, float
     deadline = started + args.timeout
     while int(client.get(bare_chain.DONE_KEY) or 0) < args.leads:
         if time.monotonic() > deadline:
-            stop(procs)
+            harness.stop_workers(procs)
             raise SystemExit("bare chain timed out")
         time.sleep(0.05)
     elapsed = time.monotonic() - started
     commands = redis_commands(client) - before
-    cpu = stop(procs)
+    cpu = harness.stop_workers(procs)
     return {
         "leads_per_s": args.leads / elapsed,
         "redis_commands_per_lead": commands / args.leads,
@@ -162,83 +134,43 @@ def run_leadpipe(
     client.flushdb()
     csv_path = workdir / "leads.csv"
     write_leads(csv_path, count=args.leads, share_enterprise=0.3, seed=args.seed + rnd)
-    sim = SimulatorServer(
-        config=SimulatorConfig(base_latency_ms=args.latency_ms, per_token_ms=0, seed=args.seed)
-    )
-    sim.start()
-    sites = site_server()
-    threading.Thread(target=sites.serve_forever, daemon=True).start()
-    site = f"127.0.0.1:{sites.server_address[1]}"
+    sim_config = SimulatorConfig(base_latency_ms=args.latency_ms, per_token_ms=0, seed=args.seed)
     count_dir = workdir / "redis-round-trips"
     count_dir.mkdir()
     pythonpath = os.pathsep.join(
         p for p in (str(ROOT / "bench" / "redis_count"), os.environ.get("PYTHONPATH")) if p
     )
-    env = dict(
-        os.environ,
+    with harness.simulated_world(
+        sim_config,
+        db_url=db_url,
+        redis_url=redis_url,
+        workdir=workdir,
         PYTHONPATH=pythonpath,
         LEADPIPE_BENCH_REDIS_COUNT=str(count_dir),
-        LEADPIPE_DATABASE_URL=db_url,
-        LEADPIPE_REDIS_URL=redis_url,
-        LEADPIPE_SIMULATOR_URL=sim.url,
-        LEADPIPE_WEB__MIRROR_URL=f"http://{site}",
-        LEADPIPE_WEB__ALLOW_HOSTS=json.dumps([site]),
-        LEADPIPE_DATA_DIR=str(workdir),
         LEADPIPE_METRICS_PORT="0",
-    )
-    cli = [sys.executable, "-m", "workers.cli"]
-    procs = [
-        subprocess.Popen(
-            [
-                *cli,
-                "worker",
-                "-n",
-                f"pipe{i}@%h",
-                "-c",
-                str(args.concurrency),
-                "--loglevel",
-                "WARNING",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        for i in range(args.workers)
-    ]
-    factory = make_session_factory(make_engine(db_url))
-    try:
-        time.sleep(5)  # workers connected and migrated before the clock starts
-        subprocess.run(
-            [*cli, "enqueue", str(csv_path), "--campaign", f"bench-{rnd}", "--json"],
-            env=env,
-            capture_output=True,
-            check=True,
-        )
-        xacts_before = db_transactions(admin_url, db_url.rsplit("/", 1)[1])
-        commands_before = redis_commands(client)
-        trips_before = app_round_trips(count_dir)
-        started = time.monotonic()
-        deadline = started + args.timeout
-        while True:
-            with factory() as session:
-                done = session.scalar(
-                    select(func.count()).select_from(Lead).where(Lead.status.in_(TERMINAL))
-                )
-            if (done or 0) >= args.leads:
-                break
-            if time.monotonic() > deadline:
-                raise SystemExit("leadpipe pipeline timed out")
-            time.sleep(0.25)
-        elapsed = time.monotonic() - started
-        commands = redis_commands(client) - commands_before
-        time.sleep(0.1)  # the counters are published every 50 ms
-        trips = app_round_trips(count_dir) - trips_before
-        xacts_after = db_transactions(admin_url, db_url.rsplit("/", 1)[1])
-    finally:
-        cpu = stop(procs)
-        sim.stop()
-        sites.shutdown()
-        factory.kw["bind"].dispose()
+    ) as env:
+        procs = harness.start_workers(args.workers, "pipe", env, log, ["-c", str(args.concurrency)])
+        factory = make_session_factory(make_engine(db_url))
+        try:
+            time.sleep(5)  # workers connected and migrated before the clock starts
+            harness.enqueue(csv_path, f"bench-{rnd}", env)
+            xacts_before = db_transactions(admin_url, db_url.rsplit("/", 1)[1])
+            commands_before = redis_commands(client)
+            trips_before = app_round_trips(count_dir)
+            started = time.monotonic()
+            deadline = started + args.timeout
+            while harness.finished_leads(factory) < args.leads:
+                if time.monotonic() > deadline:
+                    raise SystemExit("leadpipe pipeline timed out")
+                time.sleep(0.25)
+            elapsed = time.monotonic() - started
+            commands = redis_commands(client) - commands_before
+            time.sleep(0.1)  # the counters are published every 50 ms
+            trips = app_round_trips(count_dir) - trips_before
+            xacts_after = db_transactions(admin_url, db_url.rsplit("/", 1)[1])
+        finally:
+            cpu = harness.stop_workers(procs)
+            factory.kw["bind"].dispose()
     out = {
         "leads_per_s": args.leads / elapsed,
         "redis_commands_per_lead": commands / args.leads,
@@ -251,10 +183,9 @@ def run_leadpipe(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    base = os.environ.get("LEADPIPE_TEST_REDIS_URL", "redis://127.0.0.1:56379/0").rsplit("/", 1)[0]
+    base = harness.redis_base()
     admin_url = os.environ.get("LEADPIPE_TEST_DATABASE_URL", "")
-    db_url = database_url(Path(tempfile.mkdtemp(prefix="leadpipe-bench-db-")))
-    upgrade(db_url)
+    db_url = harness.fresh_database(Path(tempfile.mkdtemp(prefix="leadpipe-bench-db-")))
     log = (Path(tempfile.gettempdir()) / "leadpipe-bench-pipeline.log").open("ab")
     bare: list[dict[str, float]] = []
     pipe: list[dict[str, float]] = []
@@ -317,22 +248,13 @@ def print_table(res: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--leads", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=12)
+    harness.add_worker_options(parser, workers=2, latency_scale=None)
     parser.add_argument("--latency-ms", type=float, default=20.0)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--timeout", type=float, default=900)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    res = run(args)
-    (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "pipeline.json").write_text(json.dumps(res, indent=2) + "\n")
-    print(json.dumps(res) if args.json else "", end="\n" if args.json else "")
-    if not args.json:
-        print_table(res)
+    harness.add_run_options(parser, seed=7, timeout=900)
+    harness.run_main(parser, run, "pipeline.json", print_table)
     return 0
 
 

@@ -16,131 +16,49 @@ for PostgreSQL). Writes bench/results/soak.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import redis
-from sqlalchemy import func, select, text
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.leadgen import site_server, write_leads  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
-from db.models import Lead  # noqa: E402
-from db.session import make_engine, make_session_factory  # noqa: E402
-from pipeline.campaigns.batches import TERMINAL  # noqa: E402
-from simulator import SimulatorConfig, SimulatorServer  # noqa: E402
+from bench import harness
+from bench.leadgen import write_leads
+from db.session import make_engine, make_session_factory
+from simulator import SimulatorConfig
 
 FLOORS = {"rss_growth_mb": 30.0}
 
 
-def database_url(workdir: Path) -> str:
-    """A fresh ``leadpipe_soak`` database next to the test one (its own: other benches drop
-    ``leadpipe_bench``), or SQLite in ``workdir`` when no PostgreSQL is configured."""
-    url = os.environ.get("LEADPIPE_TEST_DATABASE_URL")
-    if not url:
-        return f"sqlite:///{workdir / 'soak.db'}"
-    admin = make_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS leadpipe_soak WITH (FORCE)"))
-        conn.execute(text("CREATE DATABASE leadpipe_soak"))
-    admin.dispose()
-    return url.rsplit("/", 1)[0] + "/leadpipe_soak"
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and its descendants, in MB (Linux /proc)."""
-    total_kb = 0
-    todo = [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total_kb += int(line.split()[1])
-        for task in Path(f"/proc/{current}/task").glob("*/children"):
-            try:
-                todo.extend(int(child) for child in task.read_text().split())
-            except OSError:
-                continue
-    return total_kb / 1024
-
-
-def finished(factory: Any) -> int:
-    with factory() as session:
-        return int(
-            session.scalar(select(func.count()).select_from(Lead).where(Lead.status.in_(TERMINAL)))
-            or 0
-        )
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="leadpipe-bench-soak-"))
-    redis_url = os.environ.get("LEADPIPE_TEST_REDIS_URL", "redis://127.0.0.1:56379/0")
-    redis_url = redis_url.rsplit("/", 1)[0] + "/8"
-    redis.Redis.from_url(redis_url).flushdb()
-    db_url = database_url(workdir)
-    upgrade(db_url)
+    redis_url = harness.fresh_redis(8)
+    # its own database: other benches drop leadpipe_bench
+    db_url = harness.fresh_database(workdir, "leadpipe_soak", "soak.db")
     csv_path = workdir / "leads.csv"
     write_leads(csv_path, count=args.leads, share_enterprise=0.3, seed=args.seed)
-    sim = SimulatorServer(config=SimulatorConfig(latency_scale=args.latency_scale, seed=args.seed))
-    sim.start()
-    sites = site_server()
-    threading.Thread(target=sites.serve_forever, daemon=True).start()
-    site = f"127.0.0.1:{sites.server_address[1]}"
-    env = dict(
-        os.environ,
-        LEADPIPE_DATABASE_URL=db_url,
-        LEADPIPE_REDIS_URL=redis_url,
-        LEADPIPE_SIMULATOR_URL=sim.url,
-        LEADPIPE_WEB__MIRROR_URL=f"http://{site}",
-        LEADPIPE_WEB__ALLOW_HOSTS=json.dumps([site]),
-        LEADPIPE_DATA_DIR=str(workdir),
+    sim_config = SimulatorConfig(latency_scale=args.latency_scale, seed=args.seed)
+    with harness.simulated_world(
+        sim_config,
+        db_url=db_url,
+        redis_url=redis_url,
+        workdir=workdir,
         LEADPIPE_WORKER_CONCURRENCY=str(args.concurrency),
         LEADPIPE_METRICS_PORT="0",
-    )
-    cli = [sys.executable, "-m", "workers.cli"]
-    enq = subprocess.run(
-        [*cli, "enqueue", str(csv_path), "--campaign", "soak", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    accepted = int(json.loads(enq.stdout)["accepted"])
-    logs = (workdir / "worker.log").open("ab")
-    workers = [
-        subprocess.Popen(
-            [*cli, "worker", "-n", f"soak{i}@%h", "--loglevel", "WARNING"],
-            env=env,
-            stdout=logs,
-            stderr=subprocess.STDOUT,
-        )
-        for i in range(args.workers)
-    ]
-    factory = make_session_factory(make_engine(db_url))
-    samples: list[dict[str, Any]] = []
-    started = time.monotonic()
-    try:
-        samples = sample_until_done(factory, workers, accepted, args)
-    finally:
-        for proc in workers:
-            proc.terminate()
-        for proc in workers:
-            proc.wait(timeout=60)
-        sim.stop()
-        sites.shutdown()
+    ) as env:
+        accepted = harness.enqueue(csv_path, "soak", env)
+        logs = (workdir / "worker.log").open("ab")
+        workers = harness.start_workers(args.workers, "soak", env, logs)
+        factory = make_session_factory(make_engine(db_url))
+        samples: list[dict[str, Any]] = []
+        started = time.monotonic()
+        try:
+            samples = sample_until_done(factory, workers, accepted, args)
+        finally:
+            harness.stop_workers(workers)
     elapsed = time.monotonic() - started
     return summarise(samples, accepted, elapsed, args, db_url)
 
@@ -153,7 +71,7 @@ def sample_until_done(
     next_mark = args.every
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
-        done = finished(factory)
+        done = harness.finished_leads(factory)
         dead = [proc.pid for proc in workers if proc.poll() is not None]
         if dead:
             raise SystemExit(f"worker process(es) {dead} exited; see the worker log")
@@ -164,7 +82,7 @@ def sample_until_done(
                 {
                     "leads_done": done,
                     "mark": min(next_mark, total),
-                    "worker_rss_mb": [round(rss_mb(proc.pid), 1) for proc in workers],
+                    "worker_rss_mb": [round(harness.rss_mb(proc.pid), 1) for proc in workers],
                 }
             )
             print(
@@ -239,24 +157,12 @@ def print_table(res: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--leads", type=int, default=10_000)
     parser.add_argument("--every", type=int, default=1_000)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--concurrency", type=int, default=12)
-    parser.add_argument("--latency-scale", type=float, default=0.02)
-    parser.add_argument("--seed", type=int, default=15)
-    parser.add_argument("--timeout", type=float, default=7200)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    res = run(args)
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "soak.json").write_text(json.dumps(res, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(res))
-    else:
-        print_table(res)
+    harness.add_worker_options(parser, workers=1)
+    harness.add_run_options(parser, seed=15, timeout=7200)
+    harness.run_main(parser, run, "soak.json", print_table)
     return 0
 
 
