@@ -7,6 +7,7 @@ The time each script took is printed and written to bench/results/run.json.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -25,10 +26,20 @@ BENCHES = (
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "only", nargs="*", help="run only these scripts (e.g. cost.py batch.py); default: all"
+    )
+    chosen = parser.parse_args().only
+    unknown = sorted(set(chosen) - {bench[0] for bench in BENCHES})
+    if unknown:
+        parser.error(f"unknown bench script(s): {', '.join(unknown)}")
     failed = 0
     times: dict[str, float] = {}
     started = time.monotonic()
     for bench in BENCHES:
+        if chosen and bench[0] not in chosen:
+            continue
         print(f"== bench/{' '.join(bench)}", flush=True)
         t0 = time.monotonic()
         failed += subprocess.call([sys.executable, str(HERE / bench[0]), *bench[1:]]) != 0
