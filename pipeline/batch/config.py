@@ -22,15 +22,14 @@ Pure: parses a dict, no I/O beyond reading the TOML file it is given.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.llm.routing import read_routing_document
 
 DEFAULT_THRESHOLD = 20
 STAGE_KEYS = frozenset({"models", "threshold"})
@@ -79,15 +78,7 @@ class BatchPolicy:
 
 def load_batch_policy(path: Path | None, known: Callable[[str], bool]) -> BatchPolicy:
     """The ``[batch]`` section of the routing table (packaged default when ``path`` is None)."""
-    if path is None:
-        text = files("pipeline.llm").joinpath("routing.toml").read_text("utf-8")
-        where = "packaged routing.toml"
-    else:
-        text, where = path.read_text("utf-8"), str(path)
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+    doc, where = read_routing_document(path)
     return parse_batch_policy(doc, known, where=where)
 
 

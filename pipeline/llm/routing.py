@@ -170,16 +170,22 @@ def load_routing_table(path: Path | None = None) -> RoutingTable:
     Raises:
         ConfigError: unknown stage, tier, alias or unpriced model, naming the culprit.
     """
+    doc, where = read_routing_document(path)
+    return parse_routing_table(doc, where=where)
+
+
+def read_routing_document(path: Path | None) -> tuple[dict[str, Any], str]:
+    """The routing table's TOML (the packaged default when ``path`` is None) and where it came
+    from, for error messages. Raises ConfigError on a file that is not TOML."""
     if path is None:
         text = files("pipeline.llm").joinpath("routing.toml").read_text("utf-8")
         where = "packaged routing.toml"
     else:
         text, where = path.read_text("utf-8"), str(path)
     try:
-        doc = tomllib.loads(text)
+        return tomllib.loads(text), where
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
-    return parse_routing_table(doc, where=where)
 
 
 def parse_routing_table(doc: dict[str, Any], *, where: str = "routing table") -> RoutingTable:
