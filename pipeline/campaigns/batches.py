@@ -71,6 +71,35 @@ def create_batch(
     Priority 0 is the highest (Celery on Redis). A lead that already looks enterprise from its
     CRM fields goes one step ahead of the campaign's priority.
     """
+    batch = _new_batch(
+        session,
+        campaign,
+        priority=priority,
+        source=source,
+        source_hash=source_hash,
+        strategy=strategy,
+        accepted=len(parsed.leads),
+        rejected=len(parsed.rejects),
+        rejects=[{"row": r.row, "reason": r.reason} for r in parsed.rejects],
+    )
+    rows = [_lead_row(rec, batch) for rec in parsed.leads]
+    session.add_all(rows)
+    session.flush()
+    out = [(row.id, _priority(rec, priority)) for row, rec in zip(rows, parsed.leads, strict=True)]
+    return NewBatch(batch_id=batch.id, run_id=batch.run_id, leads=out)
+
+
+def _new_batch(
+    session: Session,
+    campaign: str,
+    *,
+    priority: int,
+    source: str,
+    source_hash: str,
+    strategy: str | None,
+    **counts: Any,
+) -> Batch:
+    """A new batch row (flushed, so it has its id) in ``campaign``, created on first use."""
     camp = get_or_create_campaign(session, campaign, priority=priority, strategy=strategy)
     batch = Batch(
         id=str(uuid.uuid4()),
@@ -79,17 +108,11 @@ def create_batch(
         source=source,
         source_hash=source_hash,
         priority=priority,
-        accepted=len(parsed.leads),
-        rejected=len(parsed.rejects),
-        rejects=[{"row": r.row, "reason": r.reason} for r in parsed.rejects],
+        **counts,
     )
     session.add(batch)
     session.flush()
-    rows = [_lead_row(rec, batch) for rec in parsed.leads]
-    session.add_all(rows)
-    session.flush()
-    out = [(row.id, _priority(rec, priority)) for row, rec in zip(rows, parsed.leads, strict=True)]
-    return NewBatch(batch_id=batch.id, run_id=batch.run_id, leads=out)
+    return batch
 
 
 INSERT_CHUNK = 2000
@@ -125,17 +148,14 @@ def store_stream(
     rejected counts and the rejects are written on the batch row once the stream ends. The whole
     batch is one transaction, the caller's: a file error raised half-way stores nothing.
     """
-    camp = get_or_create_campaign(session, campaign, priority=priority, strategy=strategy)
-    batch = Batch(
-        id=str(uuid.uuid4()),
-        campaign_id=camp.id,
-        run_id=str(uuid.uuid4()),
+    batch = _new_batch(
+        session,
+        campaign,
+        priority=priority,
         source=source,
         source_hash=source_hash,
-        priority=priority,
+        strategy=strategy,
     )
-    session.add(batch)
-    session.flush()
     rows = iter(leads)
     while chunk := list(itertools.islice(rows, chunk_size)):
         store.insert_leads(session, [_lead_values(rec, batch) for rec in chunk])
@@ -149,7 +169,7 @@ def store_stream(
 
 
 def _lead_values(rec: LeadRecord, batch: Batch) -> dict[str, Any]:
-    """The INSERT values of one lead (the same columns as :func:`_lead_row`)."""
+    """The column values of one new lead (an ORM row or one row of a bulk INSERT/COPY)."""
     return {
         "batch_id": batch.id,
         "campaign_id": batch.campaign_id,
@@ -224,26 +244,7 @@ def claim_dispatch(session: Session, batch_id: str) -> NewBatch | None:
 
 
 def _lead_row(rec: LeadRecord, batch: Batch) -> Lead:
-    return Lead(
-        batch_id=batch.id,
-        campaign_id=batch.campaign_id,
-        run_id=batch.run_id,
-        row_number=rec.row,
-        company=rec.company,
-        website=rec.website,
-        email=rec.email,
-        first_name=rec.first_name,
-        last_name=rec.last_name,
-        title=rec.title,
-        industry_hint=rec.industry,
-        employees=rec.employees,
-        revenue_usd=rec.revenue_usd,
-        country=rec.country,
-        tech_stack=list(rec.tech_stack),
-        notes=rec.notes,
-        raw=dict(rec.raw),
-        content_hash=rec.content_hash,
-    )
+    return Lead(**_lead_values(rec, batch))
 
 
 def batch_progress(session: Session, batch_id: str) -> dict[str, Any]:
