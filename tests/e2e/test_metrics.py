@@ -93,12 +93,28 @@ def test_worker_serves_metrics_that_match_the_ledger(
     worker = stack.worker(tmp_path / "worker.log", "-Q", ",".join(CONSUMED))
     try:
         wait_until("3 leads done", lambda: leads_done(session_factory) == 3, 120)
-        metrics = _scrape(stack.env["LEADPIPE_METRICS_PORT"])
+        with session_factory() as session:
+            calls = session.scalars(select(LLMCall)).all()
+        spent = sum((c.cost_usd for c in calls), Decimal(0))
+
+        def settled() -> dict[str, list[Sample]] | None:
+            # A stage settles its reservations right after its finishing commit, and the
+            # budget figures are cached per process for 2 s: the gauges may trail a lead that
+            # has just finished by that much, never more.
+            scraped = _scrape(stack.env["LEADPIPE_METRICS_PORT"])
+            daily = [
+                s.value
+                for s in scraped["leadpipe_budget_used_ratio"]
+                if s.labels["period"] == "daily"
+            ]
+            return (
+                scraped if daily == [pytest.approx(float(spent / DAILY_LIMIT), rel=1e-3)] else None
+            )
+
+        metrics = wait_until("the budget gauges to catch up with the ledger", settled, 15)
     finally:
         stop(worker, timeout=30)
 
-    with session_factory() as session:
-        calls = session.scalars(select(LLMCall)).all()
     ok = [c for c in calls if c.status == CallStatus.OK]
     assert len(calls) > len(ok) > 0  # the failing model left error rows
     llm = metrics["leadpipe_llm_calls"]
@@ -109,7 +125,6 @@ def test_worker_serves_metrics_that_match_the_ledger(
     tokens = metrics["leadpipe_llm_tokens"]
     assert _total(tokens, direction="input") == sum(c.prompt_tokens for c in calls) > 0
     assert _total(tokens, direction="output") == sum(c.completion_tokens for c in calls) > 0
-    spent = sum((c.cost_usd for c in calls), Decimal(0))
     assert _total(metrics["leadpipe_llm_cost_usd"]) == pytest.approx(float(spent), rel=1e-9)
     assert spent > 0
     assert _total(metrics["leadpipe_llm_latency_seconds"], suffix="_count") == len(calls)
