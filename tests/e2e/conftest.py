@@ -146,3 +146,17 @@ def stack(
     yield E2EStack(env, sim)
     sites.shutdown()
     sim.stop()
+
+
+def real_model_server() -> tuple[str, str]:
+    """The real model server's URL and model name (make real-model); fails when it is not up."""
+    url = os.environ.get("LEADPIPE_REAL_MODEL_URL")
+    if not url:
+        pytest.fail(
+            "LEADPIPE_REAL_MODEL_URL is not set: start the real model server with "
+            '`make real-model` and `eval "$(scripts/real_model.sh env)"` (make test does both)'
+        )
+    model = os.environ.get("LEADPIPE_REAL_MODEL_NAME", "smollm2-135m")
+    served = httpx.get(f"{url}/models", timeout=120).json()
+    assert model in {m["id"] for m in served["data"]}, served
+    return url, model

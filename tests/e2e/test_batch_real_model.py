@@ -12,34 +12,19 @@ Needs LEADPIPE_REAL_MODEL_URL (``eval "$(scripts/real_model.sh env)"``; ``make t
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.enums import CallStatus
 from db.models import BatchGroup, BatchRequest, Lead, LLMCall
-from tests.e2e.conftest import ROOT, E2EStack, leads_done, stop, wait_until
+from tests.e2e.conftest import ROOT, E2EStack, leads_done, real_model_server, stop, wait_until
 from tests.e2e.test_batch_path import assert_every_lead_continued, leads_file
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.real_model, pytest.mark.timeout(2400)]
 LEADS = 28
-
-
-def _model_server() -> tuple[str, str]:
-    url = os.environ.get("LEADPIPE_REAL_MODEL_URL")
-    if not url:
-        pytest.fail(
-            "LEADPIPE_REAL_MODEL_URL is not set: start the real model server with "
-            '`make real-model` and `eval "$(scripts/real_model.sh env)"` (make test does both)'
-        )
-    model = os.environ.get("LEADPIPE_REAL_MODEL_NAME", "smollm2-135m")
-    served = httpx.get(f"{url}/models", timeout=120).json()
-    assert model in {m["id"] for m in served["data"]}, served
-    return url, model
 
 
 def _routing_table(path: Path, model: str) -> Path:
@@ -67,7 +52,7 @@ def _routing_table(path: Path, model: str) -> Path:
 def test_a_group_of_more_than_20_on_the_real_model_and_every_lead_continues(
     stack: E2EStack, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    url, model = _model_server()
+    url, model = real_model_server()
     real = stack.with_env(
         LEADPIPE_ROUTING_TABLE=str(_routing_table(tmp_path / "routing.toml", model)),
         LEADPIPE_PROVIDERS__VLLM__BASE_URL=url,

@@ -13,12 +13,10 @@ Needs LEADPIPE_REAL_MODEL_URL (``eval "$(scripts/real_model.sh env)"``; ``make t
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,7 +27,7 @@ from db.models import Email, Lead, LLMCall, ReviewItem, StageResult
 from pipeline.campaigns.batches import TERMINAL
 from pipeline.llm.contracts import contract_for, validate
 from pipeline.stages.guard import email_problem
-from tests.e2e.conftest import ROOT, E2EStack, leads_done, stop, wait_until
+from tests.e2e.conftest import ROOT, E2EStack, leads_done, real_model_server, stop, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.real_model, pytest.mark.timeout(2400)]
 LEADS = 10
@@ -62,26 +60,13 @@ def _routing_table(path: Path, model: str) -> Path:
     return path
 
 
-def _model_server() -> tuple[str, str]:
-    url = os.environ.get("LEADPIPE_REAL_MODEL_URL")
-    if not url:
-        pytest.fail(
-            "LEADPIPE_REAL_MODEL_URL is not set: start the real model server with "
-            '`make real-model` and `eval "$(scripts/real_model.sh env)"` (make test does both)'
-        )
-    model = os.environ.get("LEADPIPE_REAL_MODEL_NAME", "smollm2-135m")
-    served = httpx.get(f"{url}/models", timeout=120).json()
-    assert model in {m["id"] for m in served["data"]}, served
-    return url, model
-
-
 def test_a_batch_on_a_real_model_ends_truthfully(
     stack: E2EStack,
     session_factory: sessionmaker[Session],
     tmp_path: Path,
     record_property: Callable[[str, object], None],
 ) -> None:
-    url, model = _model_server()
+    url, model = real_model_server()
     lines = (ROOT / "samples" / "leads.csv").read_text("utf-8-sig").splitlines()
     batch = tmp_path / "leads.csv"
     batch.write_text("\n".join([lines[0], *lines[1 : 1 + LEADS]]) + "\n", "utf-8")
