@@ -47,8 +47,12 @@ def make_app() -> Celery:
             # kombu's default key separator: a stock client (celery inspect ping, Flower) stores
             # its reply bindings with it, and a worker with another "sep" cannot reply to them.
         },
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Task events only while someone listens: Flower sends ``enable_events`` to the workers
+        # every 5 s while it runs (``leadpipe worker --events`` sends them from the start).
+        # Unheard, they were about 6 % of a worker's CPU per lead (issue 15). No task-sent
+        # events: Flower shows a task from the moment a worker receives it.
+        worker_send_task_events=False,
+        task_send_sent_event=False,
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
         beat_schedule=BEAT_SCHEDULE,

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.enums import LeadStatus, Stage, StageStatus
-from db.models import Lead, StageResult
+from db.models import StageResult
 from pipeline.deps import Deps
 from pipeline.errors import LeadNotFound, TransientError
 from pipeline.liveness import OWNER, PARKED_PREFIX, is_running
@@ -119,32 +119,18 @@ def claim(
     """
     try:
         with deps.session_scope() as session:
-            found = store.lead_with_strategy(session, lead_id)
-            if found is None:
+            lead = store.lead_with_strategy(session, lead_id)
+            if lead is None:
                 raise LeadNotFound(f"lead {lead_id} does not exist")
-            lead, strategy = found
             rows = store.lock_stage_rows(session, lead_id, run_id)
             mine = next((r for r in rows if r.stage == stage.value), None)
             if mine is not None and mine.status in FINAL:
                 return None
             now = dt.datetime.now(dt.UTC)
-            if mine is None:
-                mine = store.add_stage_row(
-                    session, lead_id=lead_id, stage=stage.value, run_id=run_id, owner=OWNER.get()
-                )
-                fresh = True
-            elif mine.status == StageStatus.RUNNING and _held(deps, mine, now):
+            if mine is not None and mine.status == StageStatus.RUNNING and _held(deps, mine, now):
                 # Another delivery of this task is running right now (a redelivery after the
                 # visibility timeout, or a sweep): two copies must never both call a model.
                 raise StageBusy(f"{stage.value} for lead {lead_id} is running elsewhere")
-            else:
-                mine.attempts += 1
-                mine.status = StageStatus.RUNNING
-                mine.started_at = now
-                mine.owner = OWNER.get()
-                fresh = False
-            if lead.status == LeadStatus.QUEUED:
-                lead.status = LeadStatus.RUNNING
             outputs = {r.stage: dict(r.output) for r in rows if r.status in FINAL}
             # The spend cap needs the lead's spend only once its value is known (after score).
             spent = (
@@ -152,31 +138,74 @@ def claim(
                 if lead.estimated_value_usd is not None
                 else None
             )
-            view = _view(lead, run_id, outputs, strategy, fresh=fresh, spent=spent)
+            view = _view(lead, run_id, outputs, fresh=mine is None, spent=spent)
             decided = quick(view) if quick is not None else None
             if decided is not None:
-                _store_quick(lead, mine, decided, now)
+                _store_quick(session, lead, mine, stage, run_id, decided, now)
                 return None
+            if mine is None:
+                store.add_stage_row(
+                    session,
+                    lead_id=lead_id,
+                    stage=stage.value,
+                    run_id=run_id,
+                    owner=OWNER.get(),
+                    now=now,
+                )
+            else:
+                store.restart_stage_row(session, mine.id, owner=OWNER.get(), now=now)
+            if lead.status == LeadStatus.QUEUED:
+                store.mark_lead_running(session, lead_id)
     except IntegrityError as exc:  # a duplicate delivery claimed the row a moment ago
         raise TransientError(f"{stage.value} for lead {lead_id} claimed concurrently") from exc
     _PENDING.set(view.pending)
     return view
 
 
-def _store_quick(lead: Lead, row: StageResult, decided: Finished, now: dt.datetime) -> None:
-    row.status, row.output, row.error = decided.status, decided.output, None
-    row.finished_at, row.owner = now, None
-    if lead.error and PARKED_PREFIX in lead.error:
-        lead.error = None
-    for key, value in decided.lead_updates.items():
-        setattr(lead, key, value)
+def _store_quick(
+    session: Session,
+    lead: Any,
+    mine: Any,
+    stage: Stage,
+    run_id: str,
+    decided: Finished,
+    now: dt.datetime,
+) -> None:
+    """A stage its claim decided: its row stored finished, the lead fields it decided set (and
+    a parked note cleared), in the claim's transaction."""
+    updates = dict(decided.lead_updates)
+    if lead.status == LeadStatus.QUEUED:
+        updates.setdefault("status", LeadStatus.RUNNING)
+    if mine is not None:
+        store.finish_stage(
+            session,
+            lead_id=lead.id,
+            run_id=run_id,
+            stage=stage.value,
+            status=decided.status,
+            output=decided.output,
+            finished_at=now,
+            lead_updates=updates,
+        )
+        return
+    store.add_stage_row(
+        session,
+        lead_id=lead.id,
+        stage=stage.value,
+        run_id=run_id,
+        owner=None,
+        now=now,
+        decided=(decided.status, decided.output),
+    )
+    if updates or (lead.error and PARKED_PREFIX in lead.error):
+        store.update_lead(session, lead.id, updates)
 
 
 class StageBusy(TransientError):
     """A live lease on the stage: retry after it ends."""
 
 
-def _held(deps: Deps, row: StageResult, now: dt.datetime) -> bool:
+def _held(deps: Deps, row: Any, now: dt.datetime) -> bool:
     """Is a running row's lease held by someone else?
 
     An owned row is held while its execution runs in a live worker (a dead worker's lease, or
@@ -191,8 +220,8 @@ def _held(deps: Deps, row: StageResult, now: dt.datetime) -> bool:
     return _leased(row, now, deps.stage_lease_s)
 
 
-def _leased(row: StageResult, now: dt.datetime, lease_s: int) -> bool:
-    started = row.started_at
+def _leased(row: Any, now: dt.datetime, lease_s: int) -> bool:
+    started: dt.datetime = row.started_at
     if started.tzinfo is None:  # SQLite hands back naive datetimes
         started = started.replace(tzinfo=dt.UTC)
     return now - started < dt.timedelta(seconds=lease_s)
@@ -231,10 +260,9 @@ def abandon_pending(deps: Deps) -> None:
 
 
 def _view(
-    lead: Lead,
+    lead: Any,
     run_id: str,
     outputs: dict[str, dict[str, Any]],
-    strategy: str,
     *,
     fresh: bool = False,
     spent: Decimal | None = None,
@@ -255,7 +283,7 @@ def _view(
         notes=lead.notes,
         tier=lead.tier,
         estimated_value=lead.estimated_value_usd,
-        strategy=strategy,
+        strategy=str(lead.strategy),
         content_hash=lead.content_hash,
         outputs=outputs,
         fresh=fresh,

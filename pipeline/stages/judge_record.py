@@ -7,7 +7,6 @@ from decimal import Decimal
 from typing import Any
 
 from db.enums import EmailStatus, LeadStatus, Stage, StageStatus
-from db.models import Email, Lead, ReviewItem
 from pipeline.deps import Deps
 from pipeline.stages import store
 from pipeline.stages._common import LeadView, finishing
@@ -25,7 +24,8 @@ def record_verdict(
     quality = Decimal(str(overall)) if overall is not None else None
     status = EmailStatus.APPROVED if verdict["passed"] else EmailStatus.HELD
     with finishing(deps, view) as session:
-        email = Email(
+        email_id = store.add_email(
+            session,
             lead_id=view.id,
             run_id=view.run_id,
             subject=best["subject"],
@@ -37,22 +37,36 @@ def record_verdict(
             quality=quality,
             status=status,
         )
-        session.add(email)
-        session.flush()  # the email's id, and the stage's pending ledger rows for _set_quality
         if status is EmailStatus.HELD:
-            reason = _hold_reason(verdict)
-            session.add(ReviewItem(email_id=email.id, lead_id=view.id, reason=reason))
-        for candidate, scored in zip(drafted["candidates"], verdict["candidates"], strict=False):
-            _set_quality(session, view, candidate.get("call_key"), scored["overall"])
+            store.add_review_item(
+                session, email_id=email_id, lead_id=view.id, reason=_hold_reason(verdict)
+            )
+        scores = [
+            (candidate.get("call_key"), scored["overall"])
+            for candidate, scored in zip(drafted["candidates"], verdict["candidates"], strict=False)
+        ]
         if verdict.get("escalated"):
-            _set_quality(session, view, "escalation", verdict["overall"])
-        row = store.stage_row(session, lead_id=view.id, run_id=view.run_id, stage=Stage.JUDGE.value)
-        if row is None:  # claimed in this run by the judge itself: cannot be missing
+            scores.append(("escalation", verdict["overall"]))
+        store.set_call_qualities(
+            session,
+            [
+                (view.context(Stage.PERSONALIZE, key).journal_key, Decimal(str(score)))
+                for key, score in scores
+                if key and score is not None
+            ],
+        )
+        found = store.finish_stage(
+            session,
+            lead_id=view.id,
+            run_id=view.run_id,
+            stage=Stage.JUDGE.value,
+            status=StageStatus.DONE,
+            output=verdict,
+            finished_at=dt.datetime.now(dt.UTC),
+            lead_updates={"status": LeadStatus.COMPLETED if verdict["passed"] else LeadStatus.HELD},
+        )
+        if not found:  # claimed in this run by the judge itself: cannot be missing
             raise LookupError(f"lead {view.id}: no judge stage row in run {view.run_id}")
-        row.status, row.output = StageStatus.DONE, verdict
-        row.finished_at = dt.datetime.now(dt.UTC)
-        lead = session.get_one(Lead, view.id)
-        lead.status = LeadStatus.COMPLETED if verdict["passed"] else LeadStatus.HELD
 
 
 def _hold_reason(verdict: dict[str, Any]) -> str:
@@ -63,10 +77,3 @@ def _hold_reason(verdict: dict[str, Any]) -> str:
     if verdict.get("escalated"):
         reason += " after one escalation"
     return reason
-
-
-def _set_quality(session: Any, view: LeadView, call_key: str | None, score: float | None) -> None:
-    if not call_key or score is None:
-        return
-    key = view.context(Stage.PERSONALIZE, call_key).journal_key
-    store.set_call_quality(session, key, Decimal(str(score)))
