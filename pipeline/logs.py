@@ -68,14 +68,32 @@ def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
+_process_level = logging.INFO
+
+
+def set_process_level(name: str) -> None:
+    """The level this process's later :func:`configure_logging` calls use by default
+    (``leadpipe worker --loglevel``: it applies to leadpipe's own lines, not only Celery's).
+
+    Raises:
+        ValueError: not a logging level name.
+    """
+    global _process_level
+    level = logging.getLevelName(name.upper())
+    if not isinstance(level, int):
+        raise ValueError(f"unknown log level {name!r}")
+    _process_level = level
+
+
 def configure_logging(
-    *, json_lines: bool = False, level: int = logging.INFO, stream: TextIO | None = None
+    *, json_lines: bool = False, level: int | None = None, stream: TextIO | None = None
 ) -> None:
     """Configure structlog for this process (again: later calls replace earlier ones).
 
     Args:
         json_lines: one JSON object per line instead of key=value text.
-        level: the lowest level written.
+        level: the lowest level written (default: the process's, INFO unless
+            :func:`set_process_level` said otherwise).
         stream: where lines go (default: standard error, so a CLI's JSON on standard output
             stays one clean document).
     """
@@ -93,7 +111,9 @@ def configure_logging(
             redact,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            _process_level if level is None else level
+        ),
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
         # Not cached: module-level loggers must follow a later configure_logging() call.
         cache_logger_on_first_use=False,

@@ -35,6 +35,7 @@ def environment() -> Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # package data does not change under a running worker: no stat per use
     )
     env.filters["fence"] = fence_text
     return env

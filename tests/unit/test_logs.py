@@ -155,3 +155,22 @@ def test_a_shapeless_key_echoed_by_a_401_reaches_no_log_or_ledger(
 
 def _route() -> Route:
     return Route("openrouter", "some/model", 100, "test")
+
+
+def test_the_worker_loglevel_applies_to_leadpipe_lines_too() -> None:
+    """``leadpipe worker --loglevel WARNING`` quiets the per-call info lines, not only Celery's."""
+    from pipeline import logs
+
+    buffer = io.StringIO()
+    try:
+        logs.set_process_level("warning")
+        configure_logging(json_lines=True, stream=buffer)
+        log = structlog.get_logger("test")
+        log.info("llm_call_settled", lead_id=1)
+        log.warning("budget_alert", level=70)
+        assert [line["event"] for line in parsed(buffer)] == ["budget_alert"]
+        with pytest.raises(ValueError, match="unknown log level"):
+            logs.set_process_level("loud")
+    finally:
+        logs.set_process_level("INFO")
+        configure_logging()

@@ -33,11 +33,17 @@ def worker(
     from pipeline.batch.config import load_batch_policy
     from pipeline.errors import ConfigError
     from pipeline.llm.routing import load_routing_table
+    from pipeline.logs import set_process_level
     from pipeline.settings import get_settings
     from workers.app import app
     from workers.cli.embedded import ensure_embedded_redis
     from workers.cli.errors import require_services
 
+    try:  # --loglevel applies to leadpipe's own lines as well as Celery's
+        set_process_level(loglevel)
+    except ValueError as exc:
+        typer.echo(f"error: --loglevel: {exc}", err=True)
+        raise typer.Exit(2) from None
     settings = get_settings()
     notice = ensure_embedded_redis(settings)
     if notice:
