@@ -31,13 +31,8 @@ class NewBatch:
     leads: list[tuple[int, int]]  # (lead id, message priority)
 
 
-def file_hash(data: bytes) -> str:
-    """SHA-256 of a source file's bytes."""
-    return hashlib.sha256(data).hexdigest()
-
-
 def hash_file(path: Path) -> str:
-    """SHA-256 of a file, read in chunks (the same value as ``file_hash`` of its bytes)."""
+    """SHA-256 of a file's bytes, read in chunks."""
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 

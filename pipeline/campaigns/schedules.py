@@ -10,6 +10,7 @@ its content changes.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import time
 from dataclasses import dataclass
@@ -22,9 +23,9 @@ from db.base import utcnow
 from db.models import Campaign, CampaignSource
 from db.session import session_scope
 from pipeline.campaigns import store
-from pipeline.campaigns.batches import NewBatch, create_batch, file_hash, get_or_create_campaign
+from pipeline.campaigns.batches import StoredBatch, get_or_create_campaign, hash_file, store_stream
 from pipeline.campaigns.cron import parse_cron
-from pipeline.ingest.leads import LeadFileError, parse_lead_file
+from pipeline.ingest.leads import LeadFileError, open_lead_file
 
 LEAD_SUFFIXES: Final = (".csv", ".jsonl")
 # A file younger than this may still be being copied into the drop directory.
@@ -62,7 +63,7 @@ class SourceOutcome:
 
     path: str
     sha256: str
-    batch: NewBatch | None
+    batch: StoredBatch | None
     accepted: int = 0
     rejected: int = 0
     error: str | None = None
@@ -78,7 +79,7 @@ class CampaignRun:
     reason: str | None = None
 
     @property
-    def batches(self) -> list[NewBatch]:
+    def batches(self) -> list[StoredBatch]:
         """The batches created by this run, one per new source with good rows."""
         return [o.batch for o in self.outcomes if o.batch is not None]
 
@@ -258,7 +259,7 @@ def run_campaign(
 def _process_source(session: Session, camp: Campaign, path: Path) -> SourceOutcome | None:
     """Turn one unprocessed file into a batch; None when its bytes were processed before."""
     try:
-        sha = file_hash(path.read_bytes())
+        sha = hash_file(path)  # read in chunks: a nightly drop can be large
     except OSError:
         return None  # vanished or unreadable between listing and reading: next run retries
     if store.source_seen(session, camp.id, sha):
@@ -278,32 +279,38 @@ def _process_source(session: Session, camp: Campaign, path: Path) -> SourceOutco
 
 
 def _batch_from(session: Session, camp: Campaign, path: Path, sha: str) -> SourceOutcome:
+    """Store the file's good rows as one batch while it streams in (bounded memory, as
+    ``enqueue``); a file error, even half-way, stores no lead of it (a savepoint)."""
     try:
-        parsed = parse_lead_file(path)
-    except LeadFileError as exc:
+        stream = open_lead_file(path)
+        leads = iter(stream)
+        first = next(leads, None)
+        if first is None:
+            return SourceOutcome(
+                path=str(path),
+                sha256=sha,
+                batch=None,
+                rejected=len(stream.rejects),
+                error="no usable rows",
+            )
+        with session.begin_nested():
+            batch = store_stream(
+                session,
+                stream,
+                itertools.chain([first], leads),
+                campaign=camp.name,
+                priority=camp.priority,
+                source=str(path),
+                source_hash=sha,
+            )
+    except (LeadFileError, OSError) as exc:
         return SourceOutcome(path=str(path), sha256=sha, batch=None, error=str(exc))
-    if not parsed.leads:
-        return SourceOutcome(
-            path=str(path),
-            sha256=sha,
-            batch=None,
-            rejected=len(parsed.rejects),
-            error="no usable rows",
-        )
-    batch = create_batch(
-        session,
-        parsed,
-        campaign=camp.name,
-        priority=camp.priority,
-        source=str(path),
-        source_hash=sha,
-    )
     return SourceOutcome(
         path=str(path),
         sha256=sha,
         batch=batch,
-        accepted=len(parsed.leads),
-        rejected=len(parsed.rejects),
+        accepted=batch.accepted,
+        rejected=batch.rejected,
     )
 
 

@@ -7,12 +7,14 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Batch, CampaignSource, Lead
+from pipeline.campaigns.batches import claim_dispatch
 from pipeline.campaigns.cron import CronError
 from pipeline.campaigns.schedules import (
     CampaignError,
@@ -54,8 +56,11 @@ def test_each_source_file_is_processed_once(
 
     first = run_campaign(session_factory, name="nightly", now=NOW)
     assert [(Path(o.path).name, o.accepted) for o in first.outcomes] == [("a.csv", 2)]
-    assert [len(b.leads) for b in first.batches] == [2]
-    assert {p for _, p in first.batches[0].leads} <= {2, 3}  # the campaign's priority
+    assert [b.accepted for b in first.batches] == [2]
+    with session_factory() as session, session.begin():  # what the caller dispatches
+        claimed = claim_dispatch(session, first.batches[0].batch_id)
+    assert claimed is not None and len(claimed.leads) == 2
+    assert {p for _, p in claimed.leads} <= {2, 3}  # the campaign's priority
 
     again = run_campaign(session_factory, name="nightly", now=NOW)
     assert again.ran and again.outcomes == () and again.batches == []
@@ -104,3 +109,32 @@ def test_schedule_validation_deadline_and_removal(
         assert due_schedules(session, now=NOW) == []
     with pytest.raises(CampaignError, match="no scheduled campaign"):
         run_campaign(session_factory, name="missing", now=NOW)
+
+
+def test_a_drop_file_failing_half_way_stores_none_of_its_leads(
+    session_factory: sessionmaker[Session], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file streams into the run's transaction; an error after some rows were inserted
+    rolls back that file's savepoint only: its error is recorded, the other drop goes on."""
+    from pipeline.campaigns import schedules
+    from pipeline.ingest.leads import LeadFileError
+
+    _drop(tmp_path / "a.csv", "acme", "globex")
+    _drop(tmp_path / "b.csv", "initech")
+    real = schedules.store_stream
+
+    def failing_after_insert(session: Session, stream: Any, leads: Any, **kw: Any) -> Any:
+        stored = real(session, stream, leads, **kw)
+        if kw["source"] == str(tmp_path / "a.csv"):
+            raise LeadFileError(f"{kw['source']}: malformed CSV near line 3")
+        return stored
+
+    monkeypatch.setattr(schedules, "store_stream", failing_after_insert)
+    with session_factory() as session, session.begin():
+        add_campaign(session, name="drops", source=tmp_path, cron="@daily")
+    run = run_campaign(session_factory, name="drops", now=NOW)
+    by_name = {Path(o.path).name: o for o in run.outcomes}
+    assert by_name["a.csv"].batch is None and "malformed CSV" in str(by_name["a.csv"].error)
+    assert by_name["b.csv"].accepted == 1 and len(run.batches) == 1
+    assert (_count(session_factory, Batch), _count(session_factory, Lead)) == (1, 1)
+    assert _count(session_factory, CampaignSource) == 2  # a.csv is not retried until it changes
