@@ -166,7 +166,8 @@ class BudgetGuard:
         also: Callable[[Any], None] | None = None,
     ) -> None:
         """:meth:`settle` for several reservations in one round trip (a stage's calls, after
-        its ledger rows committed); ``also`` queues other commands on the same round trip."""
+        its ledger rows committed); ``also`` queues SETs with a TTL on the same round trip
+        (``reservations.QueuedWrites``)."""
         items = []
         for reservation, actual in settled:
             micros = to_micros(actual)
