@@ -242,6 +242,32 @@ def test_gateway_reserves_settles_and_refuses(
         assert len(session.scalars(select(LLMCall)).all()) == 1  # refused before any call
 
 
+def test_a_new_day_books_against_the_new_day(
+    redis_client: redis.Redis, session_factory: sessionmaker[Session]
+) -> None:
+    """The period keys a guard keeps between reservations hold only inside their windows."""
+    now = [dt.datetime(2026, 3, 31, 23, 59, tzinfo=dt.UTC)]
+    config = dataclasses.replace(CONFIG, timezone="UTC")
+    guard = _guard(redis_client, session_factory, config, clock=lambda: now[0])
+    guard.reconcile()
+    first = guard.reserve(Decimal("0.01"))
+    assert guard.reserve(Decimal("0.01")).keys == first.keys  # kept
+    now[0] += dt.timedelta(minutes=2)  # a new day and a new month (same ISO week)
+    second = guard.reserve(Decimal("0.01"))
+    assert [k.rsplit(":", 2)[1:] for k in first.keys] == [
+        ["daily", "2026-03-31"],
+        ["weekly", "2026-03-30"],
+        ["monthly", "2026-03-01"],
+    ]
+    assert [k.rsplit(":", 2)[1:] for k in second.keys] == [
+        ["daily", "2026-04-01"],
+        ["weekly", "2026-03-30"],
+        ["monthly", "2026-04-01"],
+    ]
+    now[0] -= dt.timedelta(minutes=2)  # a clock set back gets the old day's keys again
+    assert guard.reserve(Decimal("0.01")).keys == first.keys
+
+
 def test_settle_many_is_one_script_with_the_queued_cache_writes(
     redis_client: redis.Redis, session_factory: sessionmaker[Session]
 ) -> None:
