@@ -38,8 +38,9 @@ log = structlog.get_logger(__name__)
 CallRow = Mapping[str, Any]
 """One ``llm_calls`` row as column values (``id`` and ``created_at`` are filled in on insert);
 every row the gateway builds has the same keys, so several go in one ``executemany``."""
-_INSERT = insert(cast(Table, LLMCall.__table__))
-"""Built once: SQLAlchemy reuses its compiled form for every insert."""
+_INSERT = insert(cast(Table, LLMCall.__table__)).inline()
+"""Built once (SQLAlchemy reuses its compiled form); ``inline``: no ``RETURNING id``, nothing
+reads the new ids back."""
 
 
 def add_call(session: Session, row: CallRow) -> None:
