@@ -67,19 +67,52 @@ RATE_LIMIT_WAIT = Histogram(
 )
 
 
-def observe_call(row: LLMCall) -> None:
-    """Count one ledger row: call, tokens, cost, latency, cache hit, fallback."""
-    stage, model = row.stage, row.model
-    known = {s.value for s in CallStatus}
-    status = str(row.status) if row.status in known else CallStatus.ERROR.value
-    LLM_CALLS.labels(stage, model, row.provider, status).inc()
-    LLM_TOKENS.labels(stage, model, "input").inc(row.prompt_tokens)
-    LLM_TOKENS.labels(stage, model, "output").inc(row.completion_tokens)
-    LLM_COST.labels(stage, model).inc(float(row.cost_usd))
-    LLM_LATENCY.labels(stage, model).observe(row.latency_ms / 1000)
-    if row.cache_hit:
+_OBSERVED = (
+    "stage",
+    "model",
+    "provider",
+    "status",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "latency_ms",
+    "cache_hit",
+    "fallback_from",
+)
+_KNOWN_STATUS = frozenset(s.value for s in CallStatus)
+_Children = tuple[Any, Any, Any, Any, Any]
+_children: dict[tuple[str, str, str, str], _Children] = {}
+"""Labelled children per (stage, model, provider, status): ``labels()`` validates and locks on
+every call; the children themselves never change (as many as the label sets seen)."""
+
+
+def observe_call(row: LLMCall | Mapping[str, Any]) -> None:
+    """Count one ledger row (an ORM row, or the gateway's column dict): call, tokens, cost,
+    latency, cache hit, fallback."""
+    values = row if isinstance(row, Mapping) else {name: getattr(row, name) for name in _OBSERVED}
+    stage, model = values["stage"], values["model"]
+    raw_status = values["status"]
+    status = str(raw_status) if raw_status in _KNOWN_STATUS else CallStatus.ERROR.value
+    key = (stage, model, values["provider"], status)
+    children = _children.get(key)
+    if children is None:
+        children = (
+            LLM_CALLS.labels(*key),
+            LLM_TOKENS.labels(stage, model, "input"),
+            LLM_TOKENS.labels(stage, model, "output"),
+            LLM_COST.labels(stage, model),
+            LLM_LATENCY.labels(stage, model),
+        )
+        _children[key] = children
+    calls, tokens_in, tokens_out, cost, latency = children
+    calls.inc()
+    tokens_in.inc(values["prompt_tokens"])
+    tokens_out.inc(values["completion_tokens"])
+    cost.inc(float(values["cost_usd"]))
+    latency.observe(values["latency_ms"] / 1000)
+    if values["cache_hit"]:
         CACHE_HITS.labels(stage).inc()
-    if row.fallback_from:
+    if values["fallback_from"]:
         FALLBACKS.labels(stage).inc()
 
 

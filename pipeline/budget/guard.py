@@ -65,6 +65,8 @@ _LIMITS_TTL_S = 2.0
 """Limits are cached per process this long: the reserve script reads the live ones itself; the
 cache only says which periods apply and what a settled spend means for alerts and the level."""
 _REPAIR_TRIES = 5
+_KEYS_KEPT = 1024
+"""Period-key sets kept per process (one per campaign and tier seen): a bound, not a tuning."""
 
 
 class BudgetGuard:
@@ -93,6 +95,12 @@ class BudgetGuard:
         """The level this process last saw applied (None: check at the first settle)."""
         self._alerted: set[tuple[str, Decimal]] = set()
         self._exhausted: frozenset[str] = frozenset()
+        self._keys: dict[
+            tuple[int | None, str | None],
+            tuple[dict[str, int], dt.datetime, dt.datetime, list[PeriodKey]],
+        ] = {}
+        """Period keys per (campaign, tier): the limits they were built from and the span of
+        time they hold for (``_period_keys``)."""
 
     # -- reservations -------------------------------------------------------------------------
 
@@ -166,7 +174,8 @@ class BudgetGuard:
         also: Callable[[Any], None] | None = None,
     ) -> None:
         """:meth:`settle` for several reservations in one round trip (a stage's calls, after
-        its ledger rows committed); ``also`` queues other commands on the same round trip."""
+        its ledger rows committed); ``also`` queues SETs with a TTL on the same round trip
+        (``reservations.QueuedWrites``)."""
         items = []
         for reservation, actual in settled:
             micros = to_micros(actual)
@@ -250,18 +259,33 @@ class BudgetGuard:
         )
 
     def _period_keys(self, campaign_id: int | None, tier: str | None) -> list[PeriodKey]:
+        """The periods a reservation books against, kept while the limits (cached, above) are
+        the same and ``now`` stays inside every window they were computed for."""
         limits = self._cached_limits()
+        now = self._clock()
+        cached = self._keys.get((campaign_id, tier))
+        if cached is not None:
+            seen, start, end, known = cached
+            if seen is limits and start <= now < end:
+                return known
         reserve = 0 if tier == ENTERPRISE else to_micros(self.config.emergency_reserve)
         keys: list[PeriodKey] = []
+        wins: list[Window] = []
         for scope in self._scopes(limits, campaign_id):
             for period in Period:
                 field = f"{scope}:{period.value}"
                 if scope != "global" and field not in limits:
                     continue
-                win = window(period, self._clock(), self.config.timezone)
+                win = window(period, now, self.config.timezone)
+                wins.append(win)
                 hold = reserve if (scope, period) == ("global", Period.DAILY) else 0
                 key = self.store.period_key(scope, period.value, win.label)
                 keys.append(PeriodKey(key, field, min(hold, limits.get(field, 0))))
+        if wins:
+            if len(self._keys) >= _KEYS_KEPT:
+                self._keys.clear()
+            start, end = max(w.start for w in wins), min(w.end for w in wins)
+            self._keys[(campaign_id, tier)] = (limits, start, end, keys)
         return keys
 
     @staticmethod

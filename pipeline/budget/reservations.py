@@ -16,8 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import NoScriptError
-
 if TYPE_CHECKING:
     from redis import Redis
 
@@ -56,31 +54,56 @@ redis.call('HSET', KEYS[1], ARGV[2], ARGV[1] .. '|' .. ARGV[3] .. '|' .. table.c
 return {1, 0}
 """
 
-# KEYS: resv hash, ledgered hash, period keys. ARGV: reservation id, actual amount (0 for a
-# release). A reservation a repair already read from the ledger (its cost is in ``spent``) is
-# only forgotten: adding ``actual`` again would count the call twice. Returns {found, spent of
-# each period (-1 when not loaded)}, so the guard can check alerts and the throttle level
-# without reading the periods again.
+# KEYS: resv hash, ledgered hash, then each settle's period keys, then the keys to SET.
+# ARGV: number of settles, number of SETs, then (reservation id, actual amount (0 for a
+# release), number of period keys) per settle, then (value, ttl seconds) per SET. A reservation
+# a repair already read from the ledger (its cost is in ``spent``) is only forgotten: adding
+# ``actual`` again would count the call twice. Returns, per settle, found (1/0) and the spent of
+# each of its periods (-1 when not loaded, or when a repair had counted it), so the guard can
+# check alerts and the throttle level without reading the periods again. A stage's settles and
+# its queued cache writes are therefore one command and one round trip.
 _SETTLE = """
-if redis.call('HDEL', KEYS[2], ARGV[1]) == 1 then return {1} end
-local entry = redis.call('HGET', KEYS[1], ARGV[1])
-local amount = 0
-if entry then
-  amount = tonumber(string.match(entry, '^(%d+)'))
-  redis.call('HDEL', KEYS[1], ARGV[1])
-end
-local actual = tonumber(ARGV[2])
-local out = {0}
-if entry then out[1] = 1 end
-for i = 3, #KEYS do
-  local key = KEYS[i]
-  out[i - 1] = -1
-  if redis.call('HEXISTS', key, 'init') == 1 then
-    local reserved = tonumber(redis.call('HGET', key, 'reserved') or '0')
-    redis.call('HSET', key, 'reserved', math.max(0, reserved - amount))
-    out[i - 1] = redis.call('HINCRBY', key, 'spent', actual)
-    redis.call('HINCRBY', key, 'seq', 1)
+local n = tonumber(ARGV[1])
+local m = tonumber(ARGV[2])
+local a = 3
+local k = 3
+local out = {}
+for s = 1, n do
+  local rid = ARGV[a]
+  local actual = tonumber(ARGV[a + 1])
+  local nk = tonumber(ARGV[a + 2])
+  a = a + 3
+  if redis.call('HDEL', KEYS[2], rid) == 1 then
+    out[#out + 1] = 1
+    for i = 1, nk do out[#out + 1] = -1 end
+  else
+    local entry = redis.call('HGET', KEYS[1], rid)
+    local amount = 0
+    if entry then
+      amount = tonumber(string.match(entry, '^(%d+)'))
+      redis.call('HDEL', KEYS[1], rid)
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
+    for i = 0, nk - 1 do
+      local key = KEYS[k + i]
+      local spent = -1
+      if redis.call('HEXISTS', key, 'init') == 1 then
+        local reserved = tonumber(redis.call('HGET', key, 'reserved') or '0')
+        redis.call('HSET', key, 'reserved', math.max(0, reserved - amount))
+        spent = redis.call('HINCRBY', key, 'spent', actual)
+        redis.call('HINCRBY', key, 'seq', 1)
+      end
+      out[#out + 1] = spent
+    end
   end
+  k = k + nk
+end
+for s = 1, m do
+  redis.call('SET', KEYS[k], ARGV[a], 'EX', ARGV[a + 1])
+  k = k + 1
+  a = a + 2
 end
 return out
 """
@@ -166,6 +189,18 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+class QueuedWrites:
+    """Redis writes queued to run with the settles (``ReservationStore.settle_many``'s
+    ``also``): only ``SET`` with a TTL, the one write a stage queues (its cache puts)."""
+
+    def __init__(self) -> None:
+        self.sets: list[tuple[str, str | bytes, int]] = []
+
+    def set(self, name: str, value: str | bytes, ex: int) -> None:
+        """Queue ``SET name value EX ex``."""
+        self.sets.append((name, value, int(ex)))
+
+
 class ReservationStore:
     """The Lua scripts bound to one Redis client and key prefix."""
 
@@ -214,44 +249,36 @@ class ReservationStore:
 
     def settle(self, rid: str, actual: int, keys: Sequence[str]) -> SettleOutcome:
         """Move a reservation to spent at ``actual`` (one round trip)."""
-        found, *spent = self._settle(
-            keys=[self.resv_key, self.ledgered_key, *keys], args=[rid, actual]
-        )
-        return SettleOutcome(
-            found=bool(int(found)),
-            spent={k: int(v) for k, v in zip(keys, spent, strict=False) if int(v) >= 0},
-        )
+        return self.settle_many([(rid, actual, keys)])[0]
 
     def settle_many(
         self,
         items: Sequence[tuple[str, int, Sequence[str]]],
         also: Callable[[Any], None] | None = None,
     ) -> list[SettleOutcome]:
-        """Several settles ``(rid, actual, keys)`` in one round trip (a pipeline, not a
-        transaction: each script is atomic on its own). ``also`` queues other commands on the
-        same pipeline (a stage's response-cache writes)."""
-        pipe = self.redis.pipeline(transaction=False)
-        for rid, actual, keys in items:
-            # EVALSHA, not the Script object: a pipeline with scripts first asks SCRIPT EXISTS
-            # (a round trip of its own). The script is loaded by the reservation before it.
-            all_keys = [self.resv_key, self.ledgered_key, *keys]
-            pipe.evalsha(self._settle.sha, len(all_keys), *all_keys, rid, actual)
+        """Several settles ``(rid, actual, keys)`` in one script, so one round trip (atomic
+        together). ``also`` is given a :class:`QueuedWrites` to queue SETs with a TTL (a
+        stage's response-cache writes), run by the same script after the settles."""
+        writes = QueuedWrites()
         if also is not None:
-            also(pipe)
-        answers = pipe.execute(raise_on_error=False)
+            also(writes)
+        if not items and not writes.sets:
+            return []
+        keys: list[str] = [self.resv_key, self.ledgered_key]
+        argv: list[Any] = [len(items), len(writes.sets)]
+        for rid, actual, periods in items:
+            keys += periods
+            argv += [rid, actual, len(periods)]
+        for key, value, ttl in writes.sets:
+            keys.append(key)
+            argv += [value, ttl]
+        answer = iter(self._settle(keys=keys, args=argv))  # EVALSHA; loads it if Redis lost it
         out = []
-        for (rid, actual, keys), answer in zip(items, answers, strict=False):
-            if isinstance(answer, NoScriptError):  # Redis restarted: this settle never ran
-                all_keys = [self.resv_key, self.ledgered_key, *keys]
-                answer = self._settle(keys=all_keys, args=[rid, actual])
-            elif isinstance(answer, Exception):
-                raise answer
-            found, *spent = answer
+        for _rid, _actual, periods in items:
+            found = int(next(answer))
+            spent = {key: int(next(answer)) for key in periods}
             out.append(
-                SettleOutcome(
-                    found=bool(int(found)),
-                    spent={k: int(v) for k, v in zip(keys, spent, strict=False) if int(v) >= 0},
-                )
+                SettleOutcome(found=bool(found), spent={k: v for k, v in spent.items() if v >= 0})
             )
         return out
 

@@ -90,7 +90,8 @@ class ResponseCache:
         client: Any = None,
     ) -> None:
         """Store an answer for the stage's TTL times the current multiplier (``client``: a
-        pipeline to queue the write on instead)."""
+        pipeline, or a stage's queued writes (``budget.reservations.QueuedWrites``), to queue
+        the write on instead)."""
         ttl = TTL_S.get(stage, 0) * self.multiplier()
         if ttl <= 0:
             return

@@ -2,10 +2,10 @@
 
 Every attempt writes one ``llm_calls`` row, successful or not, so the ledger is the source of truth
 for spend: a failed or invalid attempt in its own short transaction, a successful one (journaled
-first) with its stage's finishing transaction when the call belongs to a claimed stage
-(``ledger.StageLedger``; its reservation is settled after that commit). A successful call is
-journaled under a deterministic key (run, lead, stage, call); a redelivered task finds it and
-replays the stored answer instead of paying for the call again.
+first) or a cache hit ($0) with its stage's finishing transaction when the call belongs to a
+claimed stage (``ledger.StageLedger``; its reservation is settled after that commit). A
+successful call is journaled under a deterministic key (run, lead, stage, call); a redelivered
+task finds it and replays the stored answer instead of paying for the call again.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any
 import structlog
 
 from db.enums import CallStatus, Stage
-from db.models import LLMCall
 from pipeline import metrics
 from pipeline.budget.guard import Peeked, Reservation
 from pipeline.deps import Deps
@@ -50,6 +49,8 @@ from pipeline.logs import mask_secrets
 from pipeline.models import GatewayResult, LLMRequest, LLMResponse, Prompt, Route, Usage
 
 log = structlog.get_logger(__name__)
+_ZERO = Decimal(0)
+_NO_USAGE = Usage(0, 0)
 MODEL_REFUSED = frozenset({401, 403, 404})
 """Refusals that hold for every call to the model (bad key, no access, unknown model)."""
 
@@ -410,7 +411,8 @@ def _settle(
             error=f"invalid output: {checked}" if invalid else None,
             invalid=invalid,
             request_id=request_id,
-            defer=reservation if defer else None,
+            defer=defer,
+            reservation=reservation if defer else None,
         )
     except BaseException:  # the answer is journaled; the retry records it and settles nothing
         if reservation is not None:
@@ -454,18 +456,20 @@ def _record(
     started: float,
     *,
     response: LLMResponse | None = None,
-    cost: Decimal = Decimal(0),
+    cost: Decimal = _ZERO,
     price_version: str = "",
     error: str | None = None,
     cache_hit: bool = False,
     invalid: bool = False,
     request_id: str | None = None,
-    defer: Reservation | None = None,
+    defer: bool = False,
+    reservation: Reservation | None = None,
 ) -> None:
     """One ledger row; an error's text is masked (a provider may echo the key back).
 
-    ``defer``: a successful call's reservation; its row then waits for the stage's finishing
-    transaction (``ctx.pending``), which settles the reservation after its commit.
+    ``defer``: the row waits for the stage's finishing transaction (``ctx.pending``), which
+    settles ``reservation`` (a journaled successful call's; None for a cache hit) after its
+    commit. Otherwise the row is written at once, in a transaction of its own.
     """
     error = mask_secrets(error) if error is not None else None
     status = CallStatus.OK if error is None else CallStatus.ERROR
@@ -473,45 +477,47 @@ def _record(
         status = CallStatus.INVALID_OUTPUT
     kept = response is not None and (error is None or invalid)
     latency_ms = int((time.monotonic() - started) * 1000)
-    usage = response.usage if response else Usage(0, 0)
-    row = LLMCall(
-        request_id=request_id or uuid.uuid4().hex,
-        journal_key=ctx.journal_key,
-        lead_id=ctx.lead_id,
-        campaign_id=ctx.campaign_id,
-        run_id=ctx.run_id,
-        stage=ctx.stage.value,
-        provider=route.provider,
-        model=route.model,
-        routing_reason=route.reason,
-        cache_hit=cache_hit,
-        prompt_tokens=usage.input_tokens,
-        completion_tokens=usage.output_tokens,
-        cost_usd=cost,
-        price_version=price_version,
-        prompt_version=prompt.version,
-        latency_ms=latency_ms,
-        simulated=bool(response and response.simulated),
-        fallback_from=fallback_from,
-        attempt=attempt,
-        status=status,
-        error=error,
-        response={"text": _kept_text(response, invalid)} if kept and response else None,
-    )
-    if defer is not None and ctx.pending is not None:
-        ctx.pending.defer(row, defer, cost)
+    usage = response.usage if response else _NO_USAGE
+    simulated = bool(response and response.simulated)
+    row: dict[str, Any] = {
+        "request_id": request_id or uuid.uuid4().hex,
+        "journal_key": ctx.journal_key,
+        "lead_id": ctx.lead_id,
+        "campaign_id": ctx.campaign_id,
+        "run_id": ctx.run_id,
+        "stage": ctx.stage.value,
+        "provider": route.provider,
+        "model": route.model,
+        "routing_reason": route.reason,
+        "cache_hit": cache_hit,
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "cost_usd": cost,
+        "price_version": price_version,
+        "prompt_version": prompt.version,
+        "latency_ms": latency_ms,
+        "simulated": simulated,
+        "fallback_from": fallback_from,
+        "attempt": attempt,
+        "status": status.value,
+        "error": error,
+        "response": {"text": _kept_text(response, invalid)} if kept and response else None,
+    }
+    pending = ctx.pending
+    if defer and pending is not None:
+        pending.defer(row, reservation, cost)
     else:
         with deps.session_scope() as session:
             ledger.add_call(session, row)
-        if ctx.pending is not None:
-            ctx.pending.count(cost)
+        if pending is not None:
+            pending.count(cost)
     metrics.observe_call(row)
     event = "llm_call_settled" if error is None else "llm_call_failed"
     if invalid:
         event = "llm_call_invalid_output"
     log.info(
         event,
-        stage=ctx.stage.value,
+        stage=row["stage"],
         lead_id=ctx.lead_id,
         provider=route.provider,
         model=route.model,
@@ -521,7 +527,7 @@ def _record(
         latency_ms=latency_ms,
         attempt=attempt,
         error=error,
-        simulated=row.simulated,
+        simulated=simulated,
     )
 
 
@@ -572,7 +578,20 @@ def _cache_hit(
         return None
     route = Route(hit.provider, hit.model, requested.max_output_tokens, f"cache:{requested.reason}")
     answer = LLMResponse(hit.text, Usage(0, 0), hit.provider, hit.model, simulated=hit.simulated)
-    _record(deps, ctx, route, prompt, 0, None, time.monotonic(), response=answer, cache_hit=True)
+    # In a stage the $0 row waits for its finishing transaction (nothing reserved, nothing to
+    # journal: an execution that never finishes loses only this row; its retry records its own).
+    _record(
+        deps,
+        ctx,
+        route,
+        prompt,
+        0,
+        None,
+        time.monotonic(),
+        response=answer,
+        cache_hit=True,
+        defer=ctx.pending is not None,
+    )
     return GatewayResult(
         text=hit.text,
         data=checked.model_dump(mode="json"),

@@ -12,12 +12,14 @@ entry is skipped (logged) and the ledger write is the only record, as before.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 import structlog
+from redis.exceptions import NoScriptError
 
 from pipeline.liveness import is_transient
 from pipeline.models import LLMResponse, Route, Usage
@@ -72,6 +74,10 @@ class Entry:
             fallback_from=fallback_from,
         )
 
+    def to_json(self) -> str:
+        """The stored form (every field is a plain str, int, bool or None)."""
+        return json.dumps({name: getattr(self, name) for name in _FIELDS})
+
     def route(self) -> Route:
         return Route(self.provider, self.model, self.max_output_tokens, self.reason)
 
@@ -80,6 +86,17 @@ class Entry:
         return LLMResponse(
             self.text, usage, self.provider, self.model, self.finish_reason, self.simulated
         )
+
+
+_FIELDS = tuple(f.name for f in fields(Entry))
+# KEYS: the journal key, then keys to delete. ARGV: the entry, its TTL. One command where a
+# pipeline of SET + DEL cost the client a pipeline's bookkeeping for the same round trip.
+_REMEMBER = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if #KEYS > 1 then redis.call('DEL', unpack(KEYS, 2)) end
+return 1
+"""
+_REMEMBER_SHA = hashlib.sha1(_REMEMBER.encode()).hexdigest()
 
 
 def remember(
@@ -94,12 +111,13 @@ def remember(
         return False
     try:
         if clear:
-            pipe = client.pipeline(transaction=False)
-            pipe.set(PREFIX + journal_key, json.dumps(asdict(entry)), ex=TTL_S)
-            pipe.delete(*clear)
-            pipe.execute()
+            keys = [PREFIX + journal_key, *clear]
+            try:
+                client.evalsha(_REMEMBER_SHA, len(keys), *keys, entry.to_json(), TTL_S)
+            except NoScriptError:  # first use on this server (or it restarted): load it
+                client.eval(_REMEMBER, len(keys), *keys, entry.to_json(), TTL_S)
         else:
-            client.set(PREFIX + journal_key, json.dumps(asdict(entry)), ex=TTL_S)
+            client.set(PREFIX + journal_key, entry.to_json(), ex=TTL_S)
     except Exception as exc:
         if not is_transient(exc):
             raise

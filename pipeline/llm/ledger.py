@@ -6,19 +6,25 @@ for the stage's own finishing transaction (:class:`StageLedger`). Their budget r
 settled only after that commit, so the ledger stays ahead of Redis and reconciliation stays
 safe. If the stage fails before it finishes, the reservations are released and the retried task
 writes each row from its journal entry (same request id, so once). Failed and invalid attempts
-are written at once, as before (an invalid answer is billed; its text is not journaled).
+are written at once, as before (an invalid answer is billed; its text is not journaled). A cache
+hit in a stage waits too: it costs $0 and reserves nothing, so a stage that never finishes loses
+only that $0 row, and its retry records its own hit.
+
+Rows are plain column dicts (:data:`CallRow`) written with one Core ``INSERT`` (an
+``executemany`` for several): nothing reads them back as ORM objects, so the unit of work (object
+state, flush ordering, identity map) would only add CPU to the hot path.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from db.enums import CallStatus
@@ -29,11 +35,27 @@ if TYPE_CHECKING:
     from pipeline.deps import BudgetView
 
 log = structlog.get_logger(__name__)
+CallRow = Mapping[str, Any]
+"""One ``llm_calls`` row as column values (``id`` and ``created_at`` are filled in on insert);
+every row the gateway builds has the same keys, so several go in one ``executemany``."""
+_INSERT = insert(cast(Table, LLMCall.__table__)).inline()
+"""Built once (SQLAlchemy reuses its compiled form); ``inline``: no ``RETURNING id``, nothing
+reads the new ids back."""
 
 
-def add_call(session: Session, row: LLMCall) -> None:
-    """One ledger row, in the caller's transaction."""
-    session.add(row)
+def add_call(session: Session, row: CallRow) -> None:
+    """One ledger row, in the caller's transaction (executed now, not at the next flush)."""
+    add_calls(session, [row])
+
+
+def add_calls(session: Session, rows: Sequence[CallRow]) -> None:
+    """Ledger rows in the caller's transaction: one INSERT, or one executemany for several.
+
+    Executed on the session's connection, so later statements of the same transaction (the
+    judge's quality scores, ``stages.store.set_call_quality``) see them.
+    """
+    if rows:
+        session.connection().execute(_INSERT, rows[0] if len(rows) == 1 else list(rows))
 
 
 def journaled_answer(session: Session, journal_key: str) -> LLMCall | None:
@@ -56,17 +78,18 @@ def request_recorded(session: Session, request_id: str) -> bool:
 class StageLedger:
     """Successful calls of one stage execution whose rows commit with the stage's result."""
 
-    rows: list[LLMCall] = field(default_factory=list)
+    rows: list[CallRow] = field(default_factory=list)
     held: list[tuple[Reservation, Decimal]] = field(default_factory=list)
     later: list[Callable[[Any], None]] = field(default_factory=list)
-    """Redis writes (response-cache puts) sent with the settles, in the same round trip."""
+    """Redis writes (response-cache puts) sent with the settles, in the same command."""
     spent: Decimal = Decimal(0)
     """Everything this execution's calls cost so far (written or pending): the lead's spend cap
     adds it to what the ledger held at the claim."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def defer(self, row: LLMCall, reservation: Reservation | None, cost: Decimal) -> None:
-        """Keep a successful call's row (and its reservation) for the finishing transaction."""
+    def defer(self, row: CallRow, reservation: Reservation | None, cost: Decimal) -> None:
+        """Keep a successful call's row (and its reservation, None for a cache hit) for the
+        finishing transaction."""
         with self._lock:
             self.rows.append(row)
             if reservation is not None:
@@ -79,11 +102,16 @@ class StageLedger:
             self.spent += cost
 
     def write(self, session: Session) -> None:
-        """Add the pending rows to the finishing transaction (flushed with it)."""
-        session.add_all(self.rows)
+        """Insert the pending rows in the finishing transaction (one statement; committed with
+        it). Kept until :meth:`settle` or :meth:`abandon`."""
+        with self._lock:
+            rows = list(self.rows)
+        add_calls(session, rows)
 
     def after_commit(self, write: Callable[[Any], None]) -> None:
-        """Queue a Redis write (given a pipeline) for the settles' round trip."""
+        """Queue a Redis write for the settles' round trip: ``write`` is given a writer whose
+        only command is ``set(name, value, ex=seconds)``
+        (``budget.reservations.QueuedWrites``)."""
         with self._lock:
             self.later.append(write)
 

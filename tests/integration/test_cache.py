@@ -7,6 +7,7 @@ from db.models import LLMCall
 from pipeline.deps import Deps
 from pipeline.llm.cache import TTL_S, ResponseCache
 from pipeline.llm.gateway import CallContext, call_model
+from pipeline.llm.ledger import StageLedger
 from pipeline.llm.prompts import render
 from pipeline.llm.providers.openai_compat import OpenAICompatible
 from pipeline.models import Route
@@ -81,3 +82,26 @@ def test_a_call_meant_to_improve_never_reads_the_cache(deps: Deps) -> None:
         deps, CallContext(Stage.CLASSIFY, None, "run-b", None), _prompt(), chain, read_cache=False
     )
     assert not fresh.cache_hit and fresh.usage.output_tokens > 0
+
+
+def test_a_cache_hit_in_a_stage_waits_for_its_finishing_transaction(deps: Deps) -> None:
+    deps.cache = ResponseCache(deps.redis)  # type: ignore[arg-type]
+    chain = deps.routing.chain(Stage.CLASSIFY, None)
+    call_model(deps, CallContext(Stage.CLASSIFY, None, "run-a", None), _prompt(), chain)
+    abandoned, pending = StageLedger(), StageLedger()
+    for run, ledger in (("run-b", abandoned), ("run-c", pending)):
+        ctx = CallContext(Stage.CLASSIFY, None, run, None, replay=False, pending=ledger)
+        assert call_model(deps, ctx, _prompt(), chain).cache_hit
+        assert (len(ledger.rows), ledger.spent, ledger.held) == (1, 0, [])
+    abandoned.abandon(deps.budget)  # its stage failed: the $0 row is never written
+    with deps.session_scope() as session:
+        assert len(session.scalars(select(LLMCall)).all()) == 1  # not written yet
+        pending.write(session)
+    pending.settle(deps.budget)
+    with deps.session_scope() as session:
+        rows = session.scalars(select(LLMCall).order_by(LLMCall.id)).all()
+    assert [(r.run_id, r.cache_hit, r.cost_usd) for r in rows] == [
+        ("run-a", False, rows[0].cost_usd),
+        ("run-c", True, 0),
+    ]
+    assert rows[1].journal_key == "run-c:None:classify:main" and rows[1].response is not None

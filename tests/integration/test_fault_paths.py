@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from sqlalchemy import event, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -102,18 +102,22 @@ def _stats(sim: SimulatorServer) -> dict[str, Any]:
 
 @pytest.fixture
 def flaky_ledger(session_factory: sessionmaker[Session]) -> Iterator[list[int]]:
-    """The database goes away exactly when the first successful ledger row is written."""
+    """The database goes away exactly when the first successful ledger row is written (the
+    gateway writes its rows with a Core INSERT: caught at the cursor)."""
     failures = [1]
 
-    def before_flush(session: Session, *_: Any) -> None:
-        rows = [o for o in session.new if isinstance(o, LLMCall) and o.status == CallStatus.OK]
-        if rows and failures[0] > 0:
+    def before_cursor_execute(
+        _conn: Any, _cursor: Any, statement: str, params: Any, _ctx: Any, many: bool
+    ) -> None:
+        rows = params if many else [params]
+        ok = any(r.get("status") == CallStatus.OK for r in rows if isinstance(r, dict))
+        if statement.startswith("INSERT INTO llm_calls") and ok and failures[0] > 0:
             failures[0] -= 1
             raise OperationalError("INSERT INTO llm_calls", {}, ConnectionError("server closed"))
 
-    event.listen(Session, "before_flush", before_flush)
+    event.listen(Engine, "before_cursor_execute", before_cursor_execute)
     yield failures
-    event.remove(Session, "before_flush", before_flush)
+    event.remove(Engine, "before_cursor_execute", before_cursor_execute)
 
 
 def test_an_answer_paid_before_a_database_outage_is_replayed_not_paid_again(

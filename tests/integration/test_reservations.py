@@ -240,3 +240,50 @@ def test_gateway_reserves_settles_and_refuses(
         call_model(deps, CallContext(Stage.CLASSIFY, None, "run-2", None), prompt, chain)
     with session_factory() as session:
         assert len(session.scalars(select(LLMCall)).all()) == 1  # refused before any call
+
+
+def test_a_new_day_books_against_the_new_day(
+    redis_client: redis.Redis, session_factory: sessionmaker[Session]
+) -> None:
+    """The period keys a guard keeps between reservations hold only inside their windows."""
+    now = [dt.datetime(2026, 3, 31, 23, 59, tzinfo=dt.UTC)]
+    config = dataclasses.replace(CONFIG, timezone="UTC")
+    guard = _guard(redis_client, session_factory, config, clock=lambda: now[0])
+    guard.reconcile()
+    first = guard.reserve(Decimal("0.01"))
+    assert guard.reserve(Decimal("0.01")).keys == first.keys  # kept
+    now[0] += dt.timedelta(minutes=2)  # a new day and a new month (same ISO week)
+    second = guard.reserve(Decimal("0.01"))
+    assert [k.rsplit(":", 2)[1:] for k in first.keys] == [
+        ["daily", "2026-03-31"],
+        ["weekly", "2026-03-30"],
+        ["monthly", "2026-03-01"],
+    ]
+    assert [k.rsplit(":", 2)[1:] for k in second.keys] == [
+        ["daily", "2026-04-01"],
+        ["weekly", "2026-03-30"],
+        ["monthly", "2026-04-01"],
+    ]
+    now[0] -= dt.timedelta(minutes=2)  # a clock set back gets the old day's keys again
+    assert guard.reserve(Decimal("0.01")).keys == first.keys
+
+
+def test_settle_many_is_one_script_with_the_queued_cache_writes(
+    redis_client: redis.Redis, session_factory: sessionmaker[Session]
+) -> None:
+    guard = _guard(redis_client, session_factory)
+    guard.reconcile()
+    a, b = guard.reserve(Decimal("0.01")), guard.reserve(Decimal("0.02"))
+    redis_client.script_flush()  # Redis restarted with its data: the script is loaded again
+    guard.settle_many(
+        [(a, Decimal("0.001")), (b, Decimal("0.002"))],
+        lambda writes: writes.set("cache:test", "answer", ex=60),
+    )
+    daily = guard.status(fresh=True).periods[0]
+    assert (daily.spent_usd, daily.reserved_usd) == (Decimal("0.003"), 0)
+    assert redis_client.get("cache:test") == b"answer"
+    assert 0 < redis_client.ttl("cache:test") <= 60
+    # A reservation that is gone (the reconciler dropped it): not found, its cost still counts.
+    again = guard.store.settle_many([(a.rid, 1000, a.keys)])
+    assert [o.found for o in again] == [False]
+    assert guard.status(fresh=True).periods[0].spent_usd == Decimal("0.004")
