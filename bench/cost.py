@@ -120,9 +120,7 @@ def summarise(
         repairs = session.scalar(
             select(func.count()).select_from(LLMCall).where(LLMCall.prompt_version.like("%+fix"))
         )
-        statuses = dict(
-            session.execute(select(Lead.status, func.count()).group_by(Lead.status)).tuples().all()
-        )
+        statuses = dict(session.execute(select(Lead.status, func.count()).group_by(Lead.status)))
     classify = report["by_stage"].get("classify", {})
     return {
         "leads": accepted,
