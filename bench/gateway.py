@@ -33,6 +33,7 @@ Needs LEADPIPE_TEST_REDIS_URL (and LEADPIPE_TEST_DATABASE_URL for PostgreSQL): `
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import statistics
@@ -40,7 +41,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,9 +167,12 @@ def gateway_clients(
     return clients, cache_hit
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+@contextlib.contextmanager
+def gateway_world(prefix: str) -> Iterator[tuple[Deps, str, str]]:
+    """A worker's production ``Deps`` in this process, on a fresh database and Redis, with the
+    simulator at zero latency: (deps, simulator URL, database URL)."""
     configure_logging(level=logging.WARNING)  # a log line per call would be measured too
-    workdir = Path(tempfile.mkdtemp(prefix="leadpipe-bench-gw-"))
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     redis_url = harness.fresh_redis(8)
     db_url = harness.fresh_database(workdir)
     env = dict(os.environ, LEADPIPE_DATA_DIR=str(workdir))
@@ -177,6 +181,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         deps = harness.in_process_deps(
             db_url=db_url, redis_url=redis_url, sim_url=sim_url, workdir=workdir
         )
+        yield deps, sim_url, db_url
+    finally:
+        harness.stop_process(sim)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    with gateway_world("leadpipe-bench-gw-") as (deps, sim_url, db_url):
         route = openai_route(deps)
         finish: dict[str, list[float]] = {"leadpipe": [], "cache_hit": []}
         clients, cache_hit = gateway_clients(deps, route, sim_url, finish)
@@ -194,8 +205,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for name, fn in clients.items():  # replay: other prompts, so no cache hits
                 samples[name] += timed(fn, base + (100_000 if name == "replay" else 0), per_round)
             samples["cache_hit"] += timed(cache_hit, base, per_round)
-    finally:
-        harness.stop_process(sim)
     med = {name: statistics.median(v) for name, v in samples.items()}
     out: dict[str, Any] = {
         "calls_per_client": per_round * args.rounds,

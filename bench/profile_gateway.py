@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import logging
-import os
 import pstats
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,9 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import harness
-from bench.gateway import gateway_clients, openai_route
-from pipeline.logs import configure_logging
+from bench.gateway import gateway_clients, gateway_world, openai_route
 
 PATHS = ("plain", "staged", "hit", "replay")
 
@@ -47,16 +42,7 @@ def main() -> int:
     parser.add_argument("--sort", default="cumulative")
     parser.add_argument("--top", type=int, default=45)
     args = parser.parse_args()
-    configure_logging(level=logging.WARNING)
-    workdir = Path(tempfile.mkdtemp(prefix="leadpipe-prof-gw-"))
-    redis_url = harness.fresh_redis(8)
-    db_url = harness.fresh_database(workdir)
-    env = dict(os.environ, LEADPIPE_DATA_DIR=str(workdir))
-    sim, sim_url = harness.start_simulator(env, ["--latency-scale", "0"])
-    try:
-        deps = harness.in_process_deps(
-            db_url=db_url, redis_url=redis_url, sim_url=sim_url, workdir=workdir
-        )
+    with gateway_world("leadpipe-prof-gw-") as (deps, sim_url, _db_url):
         finish: dict[str, list[float]] = {"leadpipe": [], "cache_hit": []}
         clients, cache_hit = gateway_clients(deps, openai_route(deps), sim_url, finish)
         fns: dict[str, Callable[[int], Any]] = {
@@ -68,8 +54,6 @@ def main() -> int:
         fns["staged"](0)  # the cached answer the hits are served
         for offset, name in enumerate(args.paths):
             _measure(name, fns[name], 1_000_000 * (offset + 1), args)
-    finally:
-        harness.stop_process(sim)
     return 0
 
 
