@@ -12,20 +12,20 @@ entry is skipped (logged) and the ledger write is the only record, as before.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 import structlog
-from redis.exceptions import NoScriptError
 
 from pipeline.liveness import is_transient
 from pipeline.models import LLMResponse, Route, Usage
 
 if TYPE_CHECKING:
     from redis import Redis
+    from redis.commands.core import Script
 
 log = structlog.get_logger(__name__)
 PREFIX = "leadpipe:journal:"
@@ -96,7 +96,13 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 if #KEYS > 1 then redis.call('DEL', unpack(KEYS, 2)) end
 return 1
 """
-_REMEMBER_SHA = hashlib.sha1(_REMEMBER.encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _remember_script(client: Redis) -> Script:
+    """``_REMEMBER`` bound to ``client``: redis-py sends EVALSHA and loads the script when the
+    server does not have it (first use, or Redis restarted), as for the budget's scripts."""
+    return client.register_script(_REMEMBER)
 
 
 def remember(
@@ -112,10 +118,7 @@ def remember(
     try:
         if clear:
             keys = [PREFIX + journal_key, *clear]
-            try:
-                client.evalsha(_REMEMBER_SHA, len(keys), *keys, entry.to_json(), TTL_S)
-            except NoScriptError:  # first use on this server (or it restarted): load it
-                client.eval(_REMEMBER, len(keys), *keys, entry.to_json(), TTL_S)
+            _remember_script(client)(keys=keys, args=[entry.to_json(), TTL_S])
         else:
             client.set(PREFIX + journal_key, entry.to_json(), ex=TTL_S)
     except Exception as exc:

@@ -52,7 +52,7 @@ def add_calls(session: Session, rows: Sequence[CallRow]) -> None:
     """Ledger rows in the caller's transaction: one INSERT, or one executemany for several.
 
     Executed on the session's connection, so later statements of the same transaction (the
-    judge's quality scores, ``stages.store.set_call_quality``) see them.
+    judge's quality scores, ``stages.store.set_call_qualities``) see them.
     """
     if rows:
         session.connection().execute(_INSERT, rows[0] if len(rows) == 1 else list(rows))
