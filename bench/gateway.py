@@ -56,6 +56,7 @@ from pipeline.llm.gateway import CallContext, call_model
 from pipeline.llm.ledger import StageLedger
 from pipeline.logs import configure_logging
 from pipeline.models import LLMRequest, Prompt, Route
+from pipeline.stages._common import finishing
 
 FLOORS = {"overhead_vs_plain_ms": 1.5, "ratio_vs_litellm": 1 / 3, "cache_hit_ms": 0.5}
 OPENAI_KINDS = ("openai", "openrouter", "deepseek", "vllm", "cerebras")
@@ -139,13 +140,8 @@ def gateway_clients(
         )
         result = call_model(deps, ctx, classify_prompt(prompt), [route])
         t0 = time.perf_counter()
-        try:
-            with deps.session_scope() as session:  # pipeline.stages._common.finishing
-                pending.write(session)
-        except BaseException:
-            pending.abandon(deps.budget)
-            raise
-        pending.settle(deps.budget)
+        with finishing(deps, pending):  # the stage's own finishing transaction, nothing else in it
+            pass
         sink.append((time.perf_counter() - t0) * 1000)
         return result
 

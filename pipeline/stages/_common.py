@@ -303,7 +303,7 @@ def finish(
 ) -> None:
     """Store a stage's output, the lead fields it decided and the stage's pending ledger rows
     in one transaction."""
-    with finishing(deps, view) as session:
+    with finishing(deps, view.pending) as session:
         store.finish_stage(
             session,
             lead_id=view.id,
@@ -317,21 +317,21 @@ def finish(
 
 
 @contextmanager
-def finishing(deps: Deps, view: LeadView) -> Iterator[Session]:
-    """The stage's finishing transaction: its pending ledger rows are written in it, and their
+def finishing(deps: Deps, pending: StageLedger) -> Iterator[Session]:
+    """A stage's finishing transaction: its ``pending`` ledger rows are written in it, and their
     reservations settled after its commit (released if it fails; the retry replays the
     journal)."""
     try:
         with deps.session_scope() as session:
-            view.pending.write(session)
+            pending.write(session)
             yield session
     except BaseException:
-        view.pending.abandon(deps.budget)
+        pending.abandon(deps.budget)
         raise
     finally:
-        if _PENDING.get() is view.pending:
+        if _PENDING.get() is pending:
             _PENDING.set(None)
-    view.pending.settle(deps.budget)
+    pending.settle(deps.budget)
 
 
 def mark_failed(deps: Deps, *, lead_id: int, run_id: str, stage: Stage, error: str) -> None:

@@ -23,7 +23,7 @@ def record_verdict(
     overall = verdict["overall"]
     quality = Decimal(str(overall)) if overall is not None else None
     status = EmailStatus.APPROVED if verdict["passed"] else EmailStatus.HELD
-    with finishing(deps, view) as session:
+    with finishing(deps, view.pending) as session:
         email_id = store.add_email(
             session,
             lead_id=view.id,
