@@ -61,6 +61,9 @@ def _count(session: Session, *where: ColumnElement[bool]) -> int:
 
 def _state(factory: sessionmaker[Session]) -> _State:
     with factory() as session:
+        # One snapshot for every count: under READ COMMITTED each SELECT sees the commits made
+        # before it, so a run committing between two of them showed a batch without its source.
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         sources = session.execute(
             select(CampaignSource.path, CampaignSource.processed_at).order_by(CampaignSource.id)
         ).all()
