@@ -145,3 +145,30 @@ def test_the_html_report_has_the_batch_vs_sync_table(
     section = page[page.index('data-table="batch-vs-sync"') :]
     section = section[: section.index("</section>")]
     assert "<td>q4</td>" in section and "$0.375000" in section and "held (2 on time)" in section
+
+
+def test_the_printed_report_skips_campaigns_with_no_batch_call_and_no_deadline(
+    session_factory: sessionmaker[Session],
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from workers.cli.report import print_paths
+
+    _setup(session_factory, late=False)
+    with session_factory.begin() as session:
+        make_batch(session, [SMB_ROW], campaign="plain")
+        lead = session.scalars(
+            select(Lead)
+            .join(Campaign, Lead.campaign_id == Campaign.id)
+            .where(Campaign.name == "plain")
+        ).one()
+        session.add(_call(lead, reason="tier=smb", cost="0.5"))
+    with session_factory() as session:
+        rows = batch_vs_sync(session, catalog=Catalog())
+    assert {r["campaign"] for r in rows} == {"q4", "plain"}  # --json keeps both
+    text = io.StringIO()
+    print_paths(rows, Console(file=text, width=400))
+    lines = text.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("q4: batch 1 call(s) $0.375000")

@@ -129,9 +129,15 @@ def print_report(doc: dict[str, Any], console: Console = out) -> None:
 
 
 def print_paths(rows: list[dict[str, Any]], console: Console = out) -> None:
-    """Per campaign: calls on the batch and sync paths, the batch saving, the deadline."""
+    """Per campaign: calls on the batch and sync paths, the batch saving, the deadline.
+
+    A campaign that sent nothing to a batch and has no deadline gets no line (it would only say
+    "batch 0 calls, no deadline"); ``--json`` keeps every campaign's row.
+    """
     for r in rows:
         b, s, d = r["batch"], r["sync"], r["deadline"]
+        if not b["calls"] and r["send_by"] is None and not r["send_within_s"]:
+            continue
         held = {True: "held", False: "MISSED", None: "no lead due"}[d["held"]]
         deadline = r["send_by"] or (
             f"{r['send_within_s']} s per batch" if r["send_within_s"] else "-"
