@@ -151,6 +151,45 @@ def backlog(session: Session, stage: str, ref: str) -> Backlog:
     return Backlog(int(count or 0), aware(oldest) if oldest is not None else None)
 
 
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """Requests of one stage and model on the batch path, not answered yet."""
+
+    stage: str
+    model_ref: str
+    pending: int
+    """Waiting for a group to form."""
+    grouped: int
+    """In a group: being sent to the endpoint, or at a provider's batch API."""
+    oldest: dt.datetime
+
+
+def waiting(session: Session) -> list[Waiting]:
+    """Per stage and model, the requests that wait on the batch path (``queues status``)."""
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    oldest: dict[tuple[str, str], dt.datetime] = {}
+    rows = session.execute(
+        select(
+            BatchRequest.stage,
+            BatchRequest.model_ref,
+            BatchRequest.status,
+            func.count(BatchRequest.id),
+            func.min(BatchRequest.created_at),
+        )
+        .where(BatchRequest.status.in_(WAITING))
+        .group_by(BatchRequest.stage, BatchRequest.model_ref, BatchRequest.status)
+    ).all()
+    for stage, ref, status, count, first in rows:
+        key = (stage, ref)
+        counts.setdefault(key, {})[status] = int(count)
+        first = aware(first)
+        oldest[key] = min(first, oldest.get(key, first))
+    return [
+        Waiting(stage, ref, c.get(PENDING, 0), c.get(GROUPED, 0), oldest[(stage, ref)])
+        for (stage, ref), c in sorted(counts.items())
+    ]
+
+
 def waiting_keys(session: Session) -> list[tuple[str, str]]:
     """Every (stage, model) with pending requests or an unfinished group."""
     pending = session.execute(

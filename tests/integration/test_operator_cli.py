@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.enums import EmailStatus, LeadStatus, Stage, StageStatus
-from db.models import Email, Lead, QueueState, ReviewItem, StageResult
+from db.models import BatchGroup, BatchRequest, Email, Lead, QueueState, ReviewItem, StageResult
 from pipeline.budget.guard import BudgetConfig, BudgetGuard
 from pipeline.budget.reservations import ReservationStore
 from pipeline.campaigns.exports import FORMULA_PREFIXES
@@ -233,3 +233,32 @@ def test_budget_set_below_spend_warns_and_resume_lifts_budget_pauses(
     assert raised.returncode == 0 and "resumed analyze" in raised.stdout, raised.stderr
     with session_factory() as session:
         assert not session.get_one(QueueState, "analyze").paused
+
+
+def test_queues_status_shows_requests_waiting_on_the_batch_path(
+    env: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    """A lead whose request waits for a batch group is in no Celery queue: say where it is."""
+    ref = "vllm:meta-llama/Llama-3.1-8B-Instruct"
+    with session_factory.begin() as session:
+        session.add(BatchGroup(id="g1", stage="analyze", model_ref=ref, backend="selfhosted"))
+        session.flush()
+        for i, (status, group) in enumerate(
+            [("pending", None)] * 3 + [("grouped", "g1")] * 2 + [("done", "g1"), ("sync", None)]
+        ):
+            session.add(
+                BatchRequest(
+                    request_id=f"r{i}",
+                    stage="analyze",
+                    model_ref=ref,
+                    payload={},
+                    status=status,
+                    group_id=group,
+                )
+            )
+    doc = json.loads(_cli(env, "queues", "status", "--json").stdout)
+    [row] = doc["batch_waiting"]
+    assert (row["stage"], row["model"], row["pending"], row["grouped"]) == ("analyze", ref, 3, 2)
+    assert 0 <= row["waiting_s"] < 60
+    text = _cli({**env, "COLUMNS": "200"}, "queues", "status").stdout
+    assert "waiting on the batch path" in text and ref in text

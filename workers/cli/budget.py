@@ -15,6 +15,8 @@ from rich.table import Table
 from workers.queues import ALL_QUEUES
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
     from pipeline.budget.guard import BudgetGuard
     from pipeline.deps import Deps
 
@@ -190,7 +192,7 @@ def queues_status(as_json: JsonOpt = False) -> None:
     from workers.lifecycle import process_deps
 
     try:
-        read_session_factory()  # a fresh home has no queue states yet: say so, do not crash
+        factory = read_session_factory()  # a fresh home has no queue states: say so, no crash
     except NoData as exc:
         Console(stderr=True).print(str(exc), markup=False, highlight=False)
         raise typer.Exit(exc.code) from None
@@ -217,8 +219,14 @@ def queues_status(as_json: JsonOpt = False) -> None:
             }
         )
     limits, cooling = _rate_limits(deps)
+    waiting = _batch_waiting(factory)
     if as_json:
-        doc = {"queues": rows, "rate_limits": limits, "rate_limit_cooldowns": cooling}
+        doc = {
+            "queues": rows,
+            "batch_waiting": waiting,
+            "rate_limits": limits,
+            "rate_limit_cooldowns": cooling,
+        }
         sys.stdout.write(json.dumps(doc) + "\n")
         return
     table = Table("queue", "state", "consumers", "pending", "since", "by", "reason")
@@ -237,7 +245,46 @@ def queues_status(as_json: JsonOpt = False) -> None:
     out.print(table)
     if live is None:
         out.print("no worker answered: consumers unknown (is a worker running?)")
+    _print_batch_waiting(waiting)
     _print_rate_limits(limits, cooling)
+
+
+def _batch_waiting(factory: sessionmaker[Session]) -> list[dict[str, Any]]:
+    """Requests parked on the batch path: their leads are in no queue until the answer comes."""
+    from pipeline.batch.store import now, waiting
+
+    with factory() as session:
+        found = waiting(session)
+    moment = now()
+    return [
+        {
+            "stage": w.stage,
+            "model": w.model_ref,
+            "pending": w.pending,
+            "grouped": w.grouped,
+            "oldest": w.oldest.isoformat(),
+            "waiting_s": round((moment - w.oldest).total_seconds(), 1),
+        }
+        for w in found
+    ]
+
+
+def _print_batch_waiting(waiting: list[dict[str, Any]]) -> None:
+    if not waiting:
+        return
+    table = Table(
+        "stage",
+        "model",
+        "waiting for a group",
+        "in a group",
+        "oldest waits",
+        title="waiting on the batch path (their leads are in no queue meanwhile)",
+    )
+    for w in waiting:
+        table.add_row(
+            w["stage"], w["model"], str(w["pending"]), str(w["grouped"]), f"{w['waiting_s']:.0f} s"
+        )
+    out.print(table)
 
 
 def _rate_limits(deps: Deps) -> tuple[list[dict[str, Any]], dict[str, float]]:
