@@ -44,7 +44,7 @@ from pipeline.llm.contracts import (
     validate,
 )
 from pipeline.llm.providers.base import LLMProvider
-from pipeline.llm.ratelimit import DEFAULT_429_COOLDOWN_S, Permit
+from pipeline.llm.ratelimit import DEFAULT_429_COOLDOWN_S, Permit, cooldown_key
 from pipeline.logs import mask_secrets
 from pipeline.models import GatewayResult, LLMRequest, LLMResponse, Prompt, Route, Usage
 
@@ -144,6 +144,9 @@ class _ChainRun:
     errors: list[str] = field(default_factory=list)
     transient: bool = False
     """Some model failed in a way that may pass (timeout, 429, 5xx, open breaker)."""
+    cooled: set[str] = field(default_factory=set)
+    """Models whose 429 cooldown this run slept out: their key may outlive the deadline by a
+    moment, so it is not read again."""
 
     @property
     def primary(self) -> str | None:
@@ -193,6 +196,10 @@ class _ChainRun:
         self.cache_key = None
         if isinstance(reserved, Peeked):
             key = peek[reserved.index]
+            if key == cooldown_key(route.ref) and deps.limiter is not None:
+                deps.limiter.cooling(route.ref, reserved.value)  # sleeps, or RateLimited
+                self.cooled.add(route.ref)
+                return self._attempt(provider, route, prompt)
             hit = self._peeked(key, reserved.value, route)
             if hit is None and key.startswith("cache:"):
                 return self._attempt(provider, route, prompt)  # an unusable cached answer
@@ -248,6 +255,11 @@ class _ChainRun:
         keys = [self.cache_key] if self.cache_key is not None else []
         if self.deps.breaker is not None and self.deps.breaker.redis is not None:
             keys += [CircuitBreaker.refused_key(route.ref), CircuitBreaker.open_key(route.ref)]
+        limiter = self.deps.limiter
+        if limiter is not None and route.ref not in self.cooled:
+            cooling = limiter.peek_key(route.ref)  # an unlimited model's 429 cooldown
+            if cooling is not None:
+                keys.append(cooling)
         return keys
 
     def _peeked(self, key: str, value: bytes, route: Route) -> GatewayResult | None:

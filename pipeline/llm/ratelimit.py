@@ -22,7 +22,9 @@ follow never pass N in a minute. Tokens are charged as the prompt estimate plus 
 releases it when it ends.
 
 A 429 from the provider pushes a shared cooldown for that model (``Retry-After``, or a default),
-which every worker's next admission honours.
+which every worker's next admission honours. A model no limit covers has no admission step: its
+calls read the cooldown key with their budget reservation instead (``peek_key``), so a 429 holds
+every worker back from it too, at no extra round trip.
 """
 
 from __future__ import annotations
@@ -331,6 +333,31 @@ class RateLimiter:
         log.warning("rate_limit_429", model=ref, cooldown_s=round(left / 1000, 2))
         self._observe(ref, "429")
         return left / 1000
+
+    def peek_key(self, ref: str) -> str | None:
+        """The 429 cooldown key a call to ``ref`` reads with its budget reservation (the same
+        round trip), or None when a limit covers ``ref``: its admission reads the key itself."""
+        return None if self.limits.scopes(ref) else cooldown_key(ref)
+
+    def cooling(self, ref: str, until: bytes) -> None:
+        """A call found ``ref`` cooling down after a 429 (``until``: the key's deadline, ms).
+
+        Sleeps the rest out when it is no longer than ``max_wait_s`` (the caller then sends).
+
+        Raises:
+            RateLimited: the cooldown lasts longer; the task goes later, to the same model.
+        """
+        wait = max(0.0, float(until) / 1000 - time.time())
+        scope = f"429 cooldown of {ref}"
+        if wait <= self.limits.max_wait_s:
+            if wait > 0:
+                self._sleep(wait)
+                self._observe(ref, "waited", wait)
+            return
+        log.info("rate_limited", model=ref, scope=scope, wait_s=round(wait, 2))
+        self._observe(ref, "deferred")
+        countdown = min(MAX_DEFER_S, wait - self.limits.max_wait_s)
+        raise RateLimited(scope, countdown + random.uniform(0, self.limits.max_wait_s))
 
     def _plan(
         self, ref: str, scopes: list[tuple[str, Limit]], tokens: int

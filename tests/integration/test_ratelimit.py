@@ -8,15 +8,24 @@ import subprocess
 import sys
 import threading
 import time
+from decimal import Decimal
 from importlib.resources import files
 from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
 
+from db.enums import Stage
+from db.models import LLMCall
+from pipeline.budget.guard import BudgetConfig, BudgetGuard
+from pipeline.budget.reservations import ReservationStore
+from pipeline.deps import Deps
 from pipeline.errors import RateLimited
-from pipeline.llm.ratelimit import Limit, RateLimiter, RateLimits
+from pipeline.llm.gateway import CallContext, call_model
+from pipeline.llm.prompts import render
+from pipeline.llm.ratelimit import Limit, RateLimiter, RateLimits, cooldown_key
 from pipeline.llm.routing import load_routing_table
 
 pytestmark = pytest.mark.integration
@@ -247,3 +256,39 @@ def test_metrics_show_the_limits_their_state_and_held_back_calls(
     assert f'leadpipe_rate_limit_cooldown_seconds{{model="{GPT4O}"}} 19' in text or (
         f'leadpipe_rate_limit_cooldown_seconds{{model="{GPT4O}"}} 20' in text
     )
+
+
+def test_a_429_holds_back_a_model_no_limit_covers_without_a_round_trip_of_its_own(
+    deps: Deps, redis_client: redis.Redis, session_factory: sessionmaker[Session]
+) -> None:
+    """No [rate_limits] entry: the cooldown is read with the budget reservation instead."""
+    big = Decimal(1000)
+    deps.budget = guard = BudgetGuard(
+        ReservationStore(redis_client),
+        session_factory,
+        BudgetConfig(limits={"daily": big, "weekly": big, "monthly": big}),
+    )
+    guard.reconcile()
+    deps.limiter = _limiter(redis_client, max_wait_s=1.0)  # nothing limited
+    chain = deps.routing.chain(Stage.CLASSIFY, None)
+    ref = chain[0].ref
+    prompt = render("classify", lead={"company": "Acme Dental", "industry": "Healthcare"})
+    assert deps.limiter.admit(ref, 10) is None  # no admission step for this model
+
+    def calls() -> int:
+        with session_factory() as session:
+            return len(session.scalars(select(LLMCall)).all())
+
+    deps.limiter.penalize(ref, 30.0)  # another worker's call was answered 429
+    with pytest.raises(RateLimited, match=f"429 cooldown of {ref}") as info:
+        call_model(deps, CallContext(Stage.CLASSIFY, None, "run-1", None), prompt, chain)
+    assert 29.0 - 1.0 <= info.value.retry_after_s <= 30.0
+    assert calls() == 0  # nothing was sent, to this model or down the ladder
+    assert guard.status(fresh=True).periods[0].reserved_usd == 0
+
+    redis_client.delete(cooldown_key(ref))
+    deps.limiter.penalize(ref, 0.5)  # shorter than max_wait_s: slept out, then sent
+    started = time.monotonic()
+    result = call_model(deps, CallContext(Stage.CLASSIFY, None, "run-2", None), prompt, chain)
+    assert result.route.ref == ref and time.monotonic() - started >= 0.45
+    assert calls() == 1
