@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from pipeline.campaigns.batches import get_or_create_campaign
+from pipeline.campaigns.store import campaign_by_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,8 @@ class SendBy:
     campaign: str
     send_by: dt.datetime | None
     send_within_s: int | None
+    created: bool = False
+    """No campaign had that name: it was created (a deadline may come before the first batch)."""
 
 
 def set_send_by(
@@ -39,8 +42,9 @@ def set_send_by(
     """
     if send_within_s is not None and send_within_s <= 0:
         raise ValueError("the per-batch window must be a positive number of seconds")
+    created = campaign_by_name(session, name) is None
     campaign = get_or_create_campaign(session, name)
     campaign.send_by = send_by
     campaign.send_within_s = send_within_s
     session.flush()
-    return SendBy(campaign.name, send_by, send_within_s)
+    return SendBy(campaign.name, send_by, send_within_s, created)

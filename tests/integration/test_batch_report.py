@@ -122,11 +122,13 @@ def test_cli_send_by_sets_and_clears_the_deadline(
     done = cli("launch", "2030-01-02T03:04:00Z", "--within", "6h")
     assert done.returncode == 0, done.stderr
     assert "send by 2030-01-02 03:04" in done.stdout and "21600 s" in done.stdout
+    assert "no campaign 'launch' yet: it was created" in done.stderr
     with session_factory() as session:
         campaign = session.scalars(select(Campaign).where(Campaign.name == "launch")).one()
         assert campaign.send_by == dt.datetime(2030, 1, 2, 3, 4, tzinfo=dt.UTC)
         assert campaign.send_within_s == 21600
-    assert cli("launch").returncode == 0
+    cleared = cli("launch")
+    assert cleared.returncode == 0 and "created" not in cleared.stderr
     with session_factory() as session:
         campaign = session.scalars(select(Campaign).where(Campaign.name == "launch")).one()
         assert (campaign.send_by, campaign.send_within_s) == (None, None)

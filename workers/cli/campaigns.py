@@ -140,6 +140,13 @@ def send_by(
         parts.append(f"each batch within {view.send_within_s} s of its enqueue")
     text = ", ".join(parts) or "no deadline (work may always wait for a provider batch)"
     out.print(f"campaign {view.campaign}: {text}", markup=False, highlight=False)
+    if view.created:
+        err.print(
+            f"note: there was no campaign {view.campaign!r} yet: it was created, and batches "
+            "enqueued into it get this deadline (check the name if you meant an existing one)",
+            markup=False,
+            highlight=False,
+        )
 
 
 @campaigns.command("remove")
