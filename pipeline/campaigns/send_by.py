@@ -42,8 +42,10 @@ def set_send_by(
     """
     if send_within_s is not None and send_within_s <= 0:
         raise ValueError("the per-batch window must be a positive number of seconds")
-    created = campaign_by_name(session, name) is None
-    campaign = get_or_create_campaign(session, name)
+    campaign = campaign_by_name(session, name)
+    created = campaign is None
+    if campaign is None:
+        campaign = get_or_create_campaign(session, name)
     campaign.send_by = send_by
     campaign.send_within_s = send_within_s
     session.flush()

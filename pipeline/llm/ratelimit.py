@@ -308,11 +308,7 @@ class RateLimiter:
                 self._sleep(CONCURRENCY_POLL_S)  # concurrency full: a slot frees when a call ends
                 polled += CONCURRENCY_POLL_S
                 continue
-            wait = max(int(wait_ms), 0) / 1000
-            countdown = min(MAX_DEFER_S, max(wait - max_wait, 0) + random.uniform(0, max_wait))
-            log.info("rate_limited", model=ref, scope=scope, wait_s=round(wait, 2))
-            self._observe(ref, "deferred")
-            raise RateLimited(scope, max(countdown, CONCURRENCY_POLL_S))
+            raise self._deferred(ref, scope, max(int(wait_ms), 0) / 1000)
 
     def release(self, permit: Permit | None) -> None:
         """Give back a concurrency lease (no Redis step for a call that holds none)."""
@@ -354,10 +350,16 @@ class RateLimiter:
                 self._sleep(wait)
                 self._observe(ref, "waited", wait)
             return
+        raise self._deferred(ref, scope, wait)
+
+    def _deferred(self, ref: str, scope: str, wait: float) -> RateLimited:
+        """The error that sends a call ``wait`` seconds from its slot later: a countdown that
+        lands it near the slot, spread so deferred calls do not all come back at once."""
+        max_wait = self.limits.max_wait_s
+        countdown = min(MAX_DEFER_S, max(wait - max_wait, 0) + random.uniform(0, max_wait))
         log.info("rate_limited", model=ref, scope=scope, wait_s=round(wait, 2))
         self._observe(ref, "deferred")
-        countdown = min(MAX_DEFER_S, wait - self.limits.max_wait_s)
-        raise RateLimited(scope, countdown + random.uniform(0, self.limits.max_wait_s))
+        return RateLimited(scope, max(countdown, CONCURRENCY_POLL_S))
 
     def _plan(
         self, ref: str, scopes: list[tuple[str, Limit]], tokens: int
